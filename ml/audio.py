@@ -1,0 +1,249 @@
+"""Audio decoding and the log-mel front-end: the one feature contract of the project.
+
+Training, evaluation and the service all call :func:`decode` / :func:`prepare` and
+:func:`log_mel`, so features cannot drift between them. The constants below are stored in every
+SER checkpoint (:data:`FEATURE_PARAMS`) and checked on load.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+SAMPLE_RATE = 16_000  # model rate: RAVDESS copy is 16 kHz, speech carries little above 8 kHz
+N_FFT = 512
+WIN_LENGTH = 400  # 25 ms
+HOP_LENGTH = 160  # 10 ms
+N_MELS = 64
+F_MIN = 20.0
+F_MAX = 8_000.0
+LOG_EPS = 1e-10  # tiny: a gain change must only shift log-mel by a constant (removed by CMN)
+TRIM_TOP_DB = 40.0  # frames more than 40 dB below the loudest frame count as silence
+TRIM_MARGIN_S = 0.1  # keep this much context either side of the voiced region
+
+MIN_DURATION_S = 0.5
+MAX_DURATION_S = 60.0
+MIN_INPUT_RATE = 4_000
+MAX_INPUT_RATE = 384_000
+#: Below this RMS (after removing DC) a recording is silence: about -70 dBFS. The quietest
+#: RAVDESS clips (actors 09 and 20) peak near -40 dBFS and stay far above it.
+SILENCE_RMS = 10 ** (-70 / 20)
+_READ_BLOCK = 1 << 16
+
+FEATURE_PARAMS: dict[str, float | int | str] = {
+    "sample_rate": SAMPLE_RATE,
+    "n_fft": N_FFT,
+    "win_length": WIN_LENGTH,
+    "hop_length": HOP_LENGTH,
+    "n_mels": N_MELS,
+    "f_min": F_MIN,
+    "f_max": F_MAX,
+    "log_eps": LOG_EPS,
+    "trim_top_db": TRIM_TOP_DB,
+    "normalization": "utterance-mean-per-bin/global-std",
+}
+
+
+class AudioError(ValueError):
+    """Base class: the audio cannot be used. Subclasses name the problem."""
+
+
+class AudioDecodeError(AudioError):
+    """The bytes are not audio that libsndfile can decode."""
+
+
+class EmptyAudioError(AudioError):
+    """The audio holds no samples."""
+
+
+class InvalidSamplesError(AudioError):
+    """The audio holds NaN or infinite samples."""
+
+
+class AudioTooShortError(AudioError):
+    """Shorter than :data:`MIN_DURATION_S`."""
+
+
+class AudioTooLongError(AudioError):
+    """Longer than the allowed maximum duration."""
+
+
+class SilentAudioError(AudioError):
+    """The audio is (digitally) silent: nothing to recognise."""
+
+
+class UnsupportedSampleRateError(AudioError):
+    """The sample rate is outside what we resample from."""
+
+
+@dataclass(frozen=True)
+class DecodedAudio:
+    """Mono float32 samples at :data:`SAMPLE_RATE` plus what the input was."""
+
+    samples: np.ndarray  # (T,) float32 at SAMPLE_RATE
+    input_sample_rate: int
+    channels: int
+    duration_s: float
+
+
+def decode(source: bytes | str | Path, *, max_duration_s: float = MAX_DURATION_S) -> DecodedAudio:
+    """Decode any file libsndfile reads (WAV PCM/float, FLAC, OGG, MP3...) to model input.
+
+    Reads block by block so a header that claims hours of audio never allocates them: reading
+    stops as soon as ``max_duration_s`` is exceeded. Raises an :class:`AudioError` subclass.
+    """
+    fileobj = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
+    try:
+        with sf.SoundFile(fileobj) as f:
+            sr, channels = int(f.samplerate), int(f.channels)
+            if channels < 1:
+                raise AudioDecodeError(f"audio declares {channels} channels")
+            if not MIN_INPUT_RATE <= sr <= MAX_INPUT_RATE:
+                raise UnsupportedSampleRateError(
+                    f"sample rate {sr} Hz is outside {MIN_INPUT_RATE}-{MAX_INPUT_RATE} Hz"
+                )
+            limit = int(math.floor(max_duration_s * sr)) + 1
+            blocks, total = [], 0
+            while total < limit:
+                block = f.read(frames=min(_READ_BLOCK, limit - total), dtype="float32", always_2d=True)
+                if len(block) == 0:
+                    break
+                blocks.append(block)
+                total += len(block)
+    except AudioError:
+        raise
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, EOFError) as exc:
+        reason = getattr(exc, "error_string", None) or str(exc).split(": ")[-1]
+        raise AudioDecodeError(f"not decodable audio: {reason}") from exc
+    if total == 0:
+        raise EmptyAudioError("the audio holds no samples")
+    if total >= limit:
+        raise AudioTooLongError(f"audio is longer than the maximum of {max_duration_s:g} s")
+    data = np.concatenate(blocks, axis=0)  # (T, C)
+    return from_array(data, sr, max_duration_s=max_duration_s)
+
+
+def from_array(data: np.ndarray, sample_rate: int, *, max_duration_s: float = MAX_DURATION_S) -> DecodedAudio:
+    """Validate and convert an array ``(T,)`` or ``(T, C)`` at ``sample_rate`` to model input."""
+    if data.ndim == 1:
+        data = data[:, None]
+    if data.ndim != 2 or data.shape[1] < 1:
+        raise AudioDecodeError(f"expected samples shaped (T, C), got {data.shape}")
+    if data.shape[0] == 0:
+        raise EmptyAudioError("the audio holds no samples")
+    if not np.isfinite(data).all():
+        raise InvalidSamplesError("the audio holds NaN or infinite samples")
+    duration = data.shape[0] / sample_rate
+    if duration < MIN_DURATION_S:
+        raise AudioTooShortError(f"audio is {duration:.3f} s long; at least {MIN_DURATION_S:g} s is needed")
+    if duration > max_duration_s:
+        raise AudioTooLongError(f"audio is {duration:.1f} s long; the maximum is {max_duration_s:g} s")
+    mono = data.astype(np.float32).mean(axis=1)
+    if float(np.std(mono)) < SILENCE_RMS:
+        raise SilentAudioError("the audio is silent (RMS below -70 dBFS)")
+    if sample_rate != SAMPLE_RATE:
+        import librosa  # deferred: importing librosa costs ~1 s and most inputs need no resampling
+
+        mono = librosa.resample(mono, orig_sr=sample_rate, target_sr=SAMPLE_RATE, res_type="soxr_hq")
+    return DecodedAudio(np.ascontiguousarray(mono, dtype=np.float32), sample_rate, data.shape[1], duration)
+
+
+def trim_silence(wave: torch.Tensor) -> torch.Tensor:
+    """Cut leading and trailing silence: keep frames within :data:`TRIM_TOP_DB` of the loudest.
+
+    ``wave`` is (T,). Returns a view of at least :data:`MIN_DURATION_S` (or the whole clip if
+    shorter). Padding a recording with silence therefore does not change what the model hears.
+    """
+    n = wave.shape[-1]
+    if n <= WIN_LENGTH:
+        return wave
+    frames = wave.unfold(0, WIN_LENGTH, HOP_LENGTH)  # (F, WIN)
+    energy = frames.pow(2).mean(dim=1)
+    db = 10 * torch.log10(energy + 1e-20)
+    voiced = torch.nonzero(db > db.max() - TRIM_TOP_DB).flatten()
+    margin = int(TRIM_MARGIN_S * SAMPLE_RATE)
+    start = max(0, int(voiced[0]) * HOP_LENGTH - margin)
+    end = min(n, int(voiced[-1]) * HOP_LENGTH + WIN_LENGTH + margin)
+    need = int(MIN_DURATION_S * SAMPLE_RATE)
+    if end - start < need:  # widen symmetrically to the minimum the model takes
+        grow = need - (end - start)
+        start = max(0, start - grow // 2)
+        end = min(n, start + need)
+        start = max(0, end - need)
+    return wave[start:end]
+
+
+def num_frames(num_samples: torch.Tensor | int) -> torch.Tensor | int:
+    """Number of feature frames for ``num_samples`` samples (no centre padding)."""
+    return (num_samples - N_FFT) // HOP_LENGTH + 1
+
+
+@functools.lru_cache(maxsize=8)
+def _mel_basis(device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    import librosa
+
+    mel = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=F_MIN, fmax=F_MAX)
+    window = torch.hann_window(WIN_LENGTH, periodic=True)
+    return torch.from_numpy(mel).float().to(device), window.to(device)
+
+
+def log_mel(waves: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised log-mel features of a padded batch.
+
+    Args:
+        waves: (B, T) float mono at :data:`SAMPLE_RATE`, zero-padded after each clip's end.
+        lengths: (B,) valid samples per clip (default: all T). Each must be >= :data:`N_FFT`.
+    Returns:
+        feats: (B, N_MELS, F) with per-clip mean removed per mel bin and the clip's std scaled to
+            1, zeros after each clip's last valid frame; frames: (B,) valid frames per clip.
+    Frames use no centre padding, so a clip's features do not depend on what is padded after it:
+    the batched result equals the one-by-one result.
+    """
+    assert waves.dim() == 2, f"waves must be (B, T), got {tuple(waves.shape)}"
+    batch, total = waves.shape
+    if lengths is None:
+        lengths = torch.full((batch,), total, dtype=torch.long, device=waves.device)
+    assert int(lengths.min()) >= N_FFT, f"every clip needs at least {N_FFT} samples"
+    mel_fb, window = _mel_basis(str(waves.device))
+    spec = torch.stft(waves, N_FFT, HOP_LENGTH, WIN_LENGTH, window, center=False, return_complex=True)
+    power = spec.real.pow(2) + spec.imag.pow(2)  # (B, N_FFT//2+1, F)
+    feats = torch.log(torch.matmul(mel_fb, power) + LOG_EPS)  # (B, N_MELS, F)
+    frames = num_frames(lengths.to(waves.device))
+    mask = (torch.arange(feats.shape[-1], device=waves.device)[None, :] < frames[:, None]).to(feats.dtype)
+    mask = mask[:, None, :]  # (B, 1, F)
+    count = frames.to(feats.dtype)[:, None, None]
+    mean = (feats * mask).sum(-1, keepdim=True) / count  # (B, N_MELS, 1)
+    centred = (feats - mean) * mask
+    std = torch.sqrt(centred.pow(2).sum(dim=(1, 2), keepdim=True) / (count * N_MELS) + 1e-5)
+    return centred / std, frames
+
+
+def pad_batch(waves: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack 1-D waves into (B, T_max) zero-padded, with (B,) lengths."""
+    lengths = torch.tensor([int(w.shape[-1]) for w in waves], dtype=torch.long)
+    out = torch.zeros(len(waves), int(lengths.max()), dtype=torch.float32)
+    for i, w in enumerate(waves):
+        out[i, : w.shape[-1]] = w
+    return out, lengths
+
+
+def split_windows(wave: torch.Tensor, window_s: float, min_last_s: float = 2.0) -> list[torch.Tensor]:
+    """Cut a long (T,) wave into consecutive windows of ``window_s`` so memory stays bounded.
+
+    A last piece shorter than ``min_last_s`` is joined to the window before it.
+    """
+    size = int(window_s * SAMPLE_RATE)
+    if wave.shape[-1] <= size:
+        return [wave]
+    pieces = list(torch.split(wave, size))
+    if len(pieces) > 1 and pieces[-1].shape[-1] < int(min_last_s * SAMPLE_RATE):
+        last = pieces.pop()
+        pieces[-1] = torch.cat([pieces[-1], last])
+    return pieces

@@ -1,0 +1,1 @@
+"""Dataset readers for RAVDESS (speech) and FER-2013 (faces)."""
