@@ -1,0 +1,1 @@
+"""Network definitions, each declared once and imported by training, evaluation and serving."""

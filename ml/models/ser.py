@@ -1,0 +1,105 @@
+"""Speech emotion network: a small masked CNN over log-mel with attentive statistics pooling."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+@dataclass
+class SERConfig:
+    n_mels: int = 64
+    n_classes: int = 8
+    channels: tuple[int, ...] = (16, 32, 64, 128)
+    embed_dim: int = 128
+    attention_dim: int = 64
+    dropout: float = 0.3
+
+    def __post_init__(self) -> None:
+        self.channels = tuple(self.channels)
+
+
+class MaskedConvBlock(nn.Module):
+    """conv3x3 -> BN -> ReLU -> 2x2 max-pool, with padded time steps held at exactly zero.
+
+    Zeroing the padding before the convolution makes a clip's output independent of how much
+    padding follows it (the conv's own zero padding sees the same zeros), so batched inference
+    equals one-by-one inference.
+    """
+
+    def __init__(self, c_in: int, c_out: int, *, pool_freq: int = 2) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(c_out)
+        self.pool = (pool_freq, 2)
+
+    def forward(self, x: torch.Tensor, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # x: (B, C, M, T); frames: (B,) valid time steps
+        x = x * _time_mask(frames, x.shape[-1], x.dtype)[:, None, None, :]
+        x = F.relu(self.bn(self.conv(x)))
+        x = F.max_pool2d(x, self.pool, self.pool)  # (B, C', M/2, T/2)
+        return x, frames // 2
+
+
+def _time_mask(frames: torch.Tensor, total: int, dtype: torch.dtype) -> torch.Tensor:
+    return (torch.arange(total, device=frames.device)[None, :] < frames[:, None]).to(dtype)  # (B, T)
+
+
+class AttentiveStatsPool(nn.Module):
+    """Attention-weighted mean and standard deviation over valid time steps (ECAPA-style)."""
+
+    def __init__(self, dim: int, attention_dim: int) -> None:
+        super().__init__()
+        self.attention = nn.Sequential(
+            nn.Conv1d(dim, attention_dim, 1), nn.Tanh(), nn.Conv1d(attention_dim, dim, 1)
+        )
+
+    def forward(self, x: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        # x: (B, D, T) -> (B, 2D)
+        mask = _time_mask(frames, x.shape[-1], x.dtype)[:, None, :]  # (B, 1, T)
+        scores = self.attention(x).masked_fill(mask == 0, float("-inf"))
+        w = torch.softmax(scores, dim=-1)
+        mean = (w * x).sum(-1)
+        var = (w * x.pow(2)).sum(-1) - mean.pow(2)
+        return torch.cat([mean, var.clamp(min=1e-6).sqrt()], dim=1)
+
+
+class SERNet(nn.Module):
+    """log-mel (B, n_mels, T) + valid frames (B,) -> logits (B, n_classes)."""
+
+    def __init__(self, config: SERConfig) -> None:
+        super().__init__()
+        self.config = config
+        chans = (1, *config.channels)
+        self.blocks = nn.ModuleList(MaskedConvBlock(chans[i], chans[i + 1]) for i in range(len(config.channels)))
+        freq = config.n_mels // 2 ** len(config.channels)
+        assert freq >= 1, f"{config.n_mels} mel bins cannot be halved {len(config.channels)} times"
+        self.project = nn.Sequential(
+            nn.Conv1d(config.channels[-1] * freq, config.embed_dim, 1, bias=False),
+            nn.BatchNorm1d(config.embed_dim), nn.ReLU(),
+        )
+        self.pool = AttentiveStatsPool(config.embed_dim, config.attention_dim)
+        self.head = nn.Sequential(
+            nn.Dropout(config.dropout), nn.Linear(2 * config.embed_dim, config.embed_dim), nn.ReLU(),
+            nn.Dropout(config.dropout), nn.Linear(config.embed_dim, config.n_classes),
+        )
+
+    @property
+    def min_frames(self) -> int:
+        """Fewest input frames that survive the pooling."""
+        return 2 ** len(self.config.channels)
+
+    def forward(self, feats: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        assert feats.dim() == 3 and feats.shape[1] == self.config.n_mels, (
+            f"expected (B, {self.config.n_mels}, T) features, got {tuple(feats.shape)}"
+        )
+        x = feats[:, None]  # (B, 1, M, T)
+        for block in self.blocks:
+            x, frames = block(x, frames)
+        b, c, m, t = x.shape
+        x = x * _time_mask(frames, t, x.dtype)[:, None, None, :]
+        x = self.project(x.reshape(b, c * m, t))  # (B, D, T')
+        return self.head(self.pool(x, frames))  # (B, n_classes)
