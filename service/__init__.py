@@ -1,0 +1,1 @@
+"""Emoface HTTP service: speech emotion recognition and emotion-conditioned face generation."""

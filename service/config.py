@@ -1,0 +1,36 @@
+"""Settings, all read from environment variables prefixed ``EMOFACE_`` (and an optional ``.env``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. ``EMOFACE_PORT=8001 python -m service`` sets ``port``."""
+
+    model_config = SettingsConfigDict(env_prefix="EMOFACE_", env_file=".env", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="interface to bind (0.0.0.0 in the container)")
+    port: int = Field(8000, ge=1, le=65535)
+    device: str = Field("auto", description="auto (CUDA if present, else CPU), cpu, cuda, cuda:N")
+    ser_weights: Path = WEIGHTS_DIR / "ser.pt"
+    generator_weights: Path = WEIGHTS_DIR / "generator.pt"
+    max_body_mb: float = Field(25.0, gt=0, description="largest accepted request body")
+    max_audio_s: float = Field(60.0, gt=0, description="longest accepted recording")
+    max_batch_size: int = Field(64, ge=1, le=1024, description="largest micro-batch per forward pass")
+    max_batch_wait_ms: float = Field(2.0, ge=0, description="how long a request waits for others to join its batch")
+    cpu_threads: int = Field(0, ge=0, description="torch intra-op threads (0 = torch default)")
+    log_level: str = "INFO"
+    json_logs: bool = False
+    api_key: str | None = Field(None, description="when set, model routes need X-API-Key or Bearer")
+    cors_origins: list[str] = Field(default_factory=list, description='JSON list, e.g. ["https://a.example"]')
+    warmup: bool = True
+
+    @property
+    def max_body_bytes(self) -> int:
+        return int(self.max_body_mb * 1024 * 1024)

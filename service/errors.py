@@ -1,0 +1,93 @@
+"""RFC 9457 problem details: the one place exceptions become HTTP error responses."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ml import audio
+from ml.labels import UnknownEmotionError
+
+log = logging.getLogger(__name__)
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://emoface.dev/problems/"
+
+
+class Problem(Exception):
+    """An error with a stable ``type`` slug, an HTTP status and a human ``detail``."""
+
+    def __init__(self, status: int, slug: str, title: str, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.slug, self.title, self.detail, self.headers = status, slug, title, detail, headers
+
+
+class BodyTooLarge(Problem):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, "body-too-large", "Request body too large",
+                         f"the request body exceeds the limit of {limit} bytes")
+
+
+class NotReady(Problem):
+    def __init__(self) -> None:
+        super().__init__(503, "not-ready", "Service not ready", "the models are still loading; retry shortly",
+                         headers={"Retry-After": "1"})
+
+
+#: ml exceptions -> (status, slug, title). Decoding failures are 415; audio that decodes but
+#: cannot be used is 422, each with its own type so clients can tell them apart.
+_AUDIO_PROBLEMS: dict[type[Exception], tuple[int, str, str]] = {
+    audio.AudioDecodeError: (415, "undecodable-audio", "Body is not decodable audio"),
+    audio.EmptyAudioError: (422, "empty-audio", "Audio holds no samples"),
+    audio.InvalidSamplesError: (422, "invalid-samples", "Audio holds NaN or infinite samples"),
+    audio.AudioTooShortError: (422, "audio-too-short", "Audio too short"),
+    audio.AudioTooLongError: (422, "audio-too-long", "Audio too long"),
+    audio.SilentAudioError: (422, "silent-audio", "Audio is silent"),
+    audio.UnsupportedSampleRateError: (422, "unsupported-sample-rate", "Unsupported sample rate"),
+}
+
+
+def problem_response(status: int, slug: str, title: str, detail: str, instance: str | None = None,
+                     headers: dict[str, str] | None = None, **extra: object) -> JSONResponse:
+    body = {"type": TYPE_BASE + slug, "title": title, "status": status, "detail": detail, **extra}
+    if instance:
+        body["instance"] = instance
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that turn every error into problem+json."""
+
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(exc.status, exc.slug, exc.title, exc.detail, request.url.path, exc.headers)
+
+    @app.exception_handler(audio.AudioError)
+    async def _audio(request: Request, exc: audio.AudioError) -> JSONResponse:
+        status, slug, title = next(v for k, v in _AUDIO_PROBLEMS.items() if isinstance(exc, k))
+        return problem_response(status, slug, title, str(exc), request.url.path)
+
+    @app.exception_handler(UnknownEmotionError)
+    async def _emotion(request: Request, exc: UnknownEmotionError) -> JSONResponse:
+        return problem_response(422, "invalid-parameter", "Invalid parameter", f"emotion: {exc}", request.url.path)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
+        detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or e['loc']}: {e['msg']}" for e in errors)
+        return problem_response(422, "invalid-parameter", "Invalid parameter", detail, request.url.path, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        slug = {400: "bad-request", 404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        return problem_response(exc.status_code, slug, str(exc.detail), str(exc.detail), request.url.path,
+                                getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(500, "internal-error", "Internal server error",
+                                "an unexpected error occurred; it has been logged", request.url.path)

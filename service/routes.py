@@ -1,0 +1,182 @@
+"""HTTP routes: each handler decodes the request, awaits a model, encodes the response."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import secrets
+from typing import Annotated
+
+import anyio
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.datastructures import UploadFile
+
+from ml import audio
+from ml.labels import EMOTIONS, fer_index, normalize_emotion
+from service.errors import NotReady, Problem
+from service.inference import encode_png, seed_from_bytes
+from service.main import STATIC_DIR, Engines
+from service.schemas import EmotionResult, Health, Ready, SpeechToFaceResult
+
+router = APIRouter()
+ROUTES = {"/", "/health", "/ready", "/metrics", "/emotion", "/generate", "/speech-to-face", "/docs", "/openapi.json"}
+MAX_PIXELS = 4096 * 4096  # count x size^2 cap for a grid, so one request cannot ask for gigapixels
+
+AUDIO_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "A recording: multipart/form-data with the file in field `file`, or the raw bytes "
+                       "with an `audio/*` Content-Type. Any format libsndfile reads (WAV PCM/float, FLAC, OGG, MP3), "
+                       "any sample rate and channel count, 0.5 s to 60 s.",
+        "content": {
+            "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                               "properties": {"file": {"type": "string", "format": "binary"}}}},
+            "audio/wav": {"schema": {"type": "string", "format": "binary"}},
+            "audio/flac": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+PROBLEM = {"content": {"application/problem+json": {"schema": {"type": "object"}}}}
+AUDIO_ERRORS = {
+    400: {"description": "malformed request", **PROBLEM}, 401: {"description": "API key missing or wrong", **PROBLEM},
+    413: {"description": "body over the size limit", **PROBLEM}, 415: {"description": "not decodable audio", **PROBLEM},
+    422: {"description": "invalid parameter, or audio too short, too long, silent", **PROBLEM},
+    503: {"description": "models still loading", **PROBLEM},
+}
+PNG = {200: {"content": {"image/png": {}}, "description": "a PNG face (or grid of faces)"}}
+
+
+def engines_of(request: Request) -> Engines:
+    engines: Engines | None = request.app.state.engines
+    if engines is None or not engines.ready.is_set():
+        raise NotReady()
+    return engines
+
+
+def check_api_key(request: Request, x_api_key: Annotated[str | None, Header()] = None,
+                  authorization: Annotated[str | None, Header()] = None) -> None:
+    expected = request.app.state.settings.api_key
+    if not expected:
+        return
+    given = x_api_key or (authorization[7:] if authorization and authorization.lower().startswith("bearer ") else None)
+    if given is None or not secrets.compare_digest(given.encode(), expected.encode()):
+        raise Problem(401, "unauthorized", "Unauthorized", "a valid API key is required (X-API-Key or Bearer)",
+                      headers={"WWW-Authenticate": "Bearer"})
+
+
+Models = Annotated[Engines, Depends(engines_of)]
+Auth = [Depends(check_api_key)]
+Seed = Annotated[int | None, Query(ge=0, lt=2**32, description="fixes the face; random when absent")]
+Size = Annotated[int, Query(ge=48, le=1024, description="width and height of each face in pixels")]
+
+
+async def read_audio(request: Request) -> bytes:
+    """The uploaded recording's bytes, from multipart field ``file`` or a raw ``audio/*`` body."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "multipart/form-data":
+        form = await request.form(max_files=1, max_fields=8)
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            fields = ", ".join(repr(k) for k in form.keys()) or "none"
+            raise Problem(422, "invalid-parameter", "Invalid parameter",
+                          f"file: multipart field 'file' with the recording is required (got fields: {fields})")
+        data = await upload.read()
+    elif ctype.startswith("audio/") or ctype == "application/octet-stream":
+        data = await request.body()
+    else:
+        raise Problem(415, "unsupported-media-type", "Unsupported media type",
+                      f"send multipart/form-data (field 'file') or an audio/* body, not {ctype or 'no Content-Type'!r}")
+    if not data:
+        raise audio.EmptyAudioError("the uploaded recording is empty (0 bytes)")
+    return data
+
+
+async def recognise(request: Request, engines: Engines) -> tuple[bytes, audio.DecodedAudio, dict]:
+    data = await read_audio(request)
+    decoded = await anyio.to_thread.run_sync(lambda: audio.decode(data, max_duration_s=engines.settings.max_audio_s))
+    probs = await engines.ser.submit(decoded.samples)
+    probabilities = {e: round(float(p), 6) for e, p in zip(EMOTIONS, probs)}
+    best = max(probabilities, key=probabilities.get)
+    result = {"emotion": best, "confidence": probabilities[best], "probabilities": probabilities,
+              "duration_s": round(decoded.duration_s, 4), "sample_rate": decoded.input_sample_rate,
+              "channels": decoded.channels}
+    return data, decoded, result
+
+
+async def draw(engines: Engines, emotion: str, seed: int, size: int, count: int = 1) -> bytes:
+    cls = fer_index(emotion)
+    faces = await asyncio.gather(*(engines.faces.submit((cls, (seed + i) % 2**32)) for i in range(count)))
+    import numpy as np
+
+    return await anyio.to_thread.run_sync(encode_png, np.stack(faces), size)
+
+
+@router.get("/health", response_model=Health, tags=["ops"])
+def health() -> Health:
+    """Liveness: 200 while the process runs."""
+    return Health(status="ok")
+
+
+@router.get("/ready", response_model=Ready, tags=["ops"], responses={503: {"description": "not ready", **PROBLEM}})
+def ready(engines: Models) -> Ready:
+    """Readiness: 200 once both models are loaded and warmed up, 503 before."""
+    return Ready(status="ready", device=str(engines.device), models=[m.__dict__ for m in engines.models])
+
+
+@router.get("/metrics", tags=["ops"], response_class=Response)
+def metrics(request: Request) -> Response:
+    """Prometheus metrics: requests, latencies, errors per route, and model batch sizes."""
+    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/", include_in_schema=False)
+def index() -> FileResponse:
+    return FileResponse(STATIC_DIR / "index.html")
+
+
+@router.post("/emotion", response_model=EmotionResult, tags=["models"], dependencies=Auth,
+             openapi_extra=AUDIO_BODY, responses=AUDIO_ERRORS)
+async def emotion(request: Request, engines: Models) -> dict:
+    """Which emotion does this recording carry? One of the 8 RAVDESS emotions, with probabilities."""
+    _, _, result = await recognise(request, engines)
+    return result
+
+
+@router.get("/generate", tags=["models"], dependencies=Auth, response_class=Response,
+            responses={**PNG, **{k: v for k, v in AUDIO_ERRORS.items() if k in (401, 422, 503)}})
+async def generate(
+    engines: Models,
+    emotion: Annotated[str, Query(description="neutral, calm, happy, sad, angry, fearful (fear), disgust, "
+                                              "surprised (surprise); case-insensitive. Calm is drawn as neutral.",
+                                  examples=["happy"])],
+    seed: Seed = None,
+    size: Size = 48,
+    count: Annotated[int, Query(ge=1, le=64, description="faces in one grid, seeds seed, seed+1, ...")] = 1,
+) -> Response:
+    """Draw a face with the requested expression. The same emotion, seed and size give the same PNG bytes."""
+    name = normalize_emotion(emotion)
+    if count * size * size > MAX_PIXELS:
+        raise Problem(422, "invalid-parameter", "Invalid parameter",
+                      f"count, size: a grid of {count} faces of {size}px exceeds {MAX_PIXELS} pixels")
+    seed = secrets.randbelow(2**32) if seed is None else seed
+    png = await draw(engines, name, seed, size, count)
+    return Response(png, media_type="image/png", headers={"X-Emotion": name, "X-Seed": str(seed)})
+
+
+@router.post("/speech-to-face", tags=["models"], dependencies=Auth, openapi_extra=AUDIO_BODY, response_class=Response,
+             responses={**PNG, 200: {**PNG[200], "content": {"image/png": {}, "application/json": {
+                 "schema": SpeechToFaceResult.model_json_schema()}}}, **AUDIO_ERRORS})
+async def speech_to_face(request: Request, engines: Models, seed: Seed = None, size: Size = 48) -> Response:
+    """Recognise the emotion of a recording and draw a face showing it. Without `seed`, the seed comes from
+    the audio content, so the same recording always gives the same face. `Accept: application/json`
+    returns the /emotion fields plus `seed` and `image_png_base64`."""
+    data, _, result = await recognise(request, engines)
+    seed = seed_from_bytes(data) if seed is None else seed
+    png = await draw(engines, result["emotion"], seed, size)
+    headers = {"X-Emotion": result["emotion"], "X-Emotion-Confidence": f"{result['confidence']:.6f}", "X-Seed": str(seed)}
+    if "application/json" in request.headers.get("accept", ""):
+        body = {**result, "seed": seed, "image_png_base64": base64.b64encode(png).decode()}
+        return JSONResponse(body, headers=headers)
+    return Response(png, media_type="image/png", headers=headers)

@@ -1,0 +1,116 @@
+// Emoface demo page: record (encoded to 16-bit WAV here, since libsndfile cannot read the
+// browser's webm/opus), or upload, then POST to /speech-to-face with Accept: application/json.
+"use strict";
+const EMOTIONS = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"];
+const $ = (id) => document.getElementById(id);
+
+function headers(extra = {}) {
+  const key = $("api-key").value.trim();
+  return key ? { ...extra, "X-API-Key": key } : extra;
+}
+
+function setStatus(text, isError = false) {
+  $("status").textContent = text;
+  $("status").classList.toggle("error", isError);
+}
+
+async function problemText(response) {
+  try { const p = await response.json(); return `${p.title}: ${p.detail}`; } catch { return `HTTP ${response.status}`; }
+}
+
+function showResult(r) {
+  $("result").hidden = false;
+  $("emotion").textContent = r.emotion;
+  $("confidence").textContent = `(${(100 * r.confidence).toFixed(1)}%)`;
+  $("face").src = "data:image/png;base64," + r.image_png_base64;
+  $("caption").textContent = `seed ${r.seed} · ${r.duration_s.toFixed(2)} s at ${r.sample_rate} Hz`;
+  const bars = $("bars");
+  bars.replaceChildren();
+  for (const e of EMOTIONS) {
+    const p = r.probabilities[e];
+    const name = document.createElement("span"); name.textContent = e;
+    const track = document.createElement("div");
+    const bar = document.createElement("div");
+    bar.className = "bar" + (e === r.emotion ? " top" : "");
+    bar.style.width = `${Math.max(1, 100 * p)}%`;
+    bar.dataset.emotion = e;
+    track.appendChild(bar);
+    const pct = document.createElement("span"); pct.textContent = `${(100 * p).toFixed(1)}%`;
+    bars.append(name, track, pct);
+  }
+}
+
+async function analyse(blob, filename) {
+  setStatus("Listening…");
+  const form = new FormData();
+  form.append("file", blob, filename);
+  const response = await fetch("/speech-to-face?size=192", {
+    method: "POST", body: form, headers: headers({ Accept: "application/json" }),
+  });
+  if (!response.ok) { setStatus(await problemText(response), true); return; }
+  showResult(await response.json());
+  setStatus("Done.");
+}
+
+// --- recording: capture PCM with an AudioContext and write a mono 16-bit WAV ---
+let recorder = null;
+function encodeWav(chunks, sampleRate) {
+  const length = chunks.reduce((n, c) => n + c.length, 0);
+  const buffer = new ArrayBuffer(44 + 2 * length);
+  const view = new DataView(buffer);
+  const text = (offset, s) => [...s].forEach((ch, i) => view.setUint8(offset + i, ch.charCodeAt(0)));
+  text(0, "RIFF"); view.setUint32(4, 36 + 2 * length, true); text(8, "WAVE");
+  text(12, "fmt "); view.setUint32(16, 16, true); view.setUint16(20, 1, true); view.setUint16(22, 1, true);
+  view.setUint32(24, sampleRate, true); view.setUint32(28, 2 * sampleRate, true);
+  view.setUint16(32, 2, true); view.setUint16(34, 16, true);
+  text(36, "data"); view.setUint32(40, 2 * length, true);
+  let offset = 44;
+  for (const chunk of chunks) for (const x of chunk) {
+    view.setInt16(offset, Math.max(-1, Math.min(1, x)) * 0x7fff, true); offset += 2;
+  }
+  return new Blob([buffer], { type: "audio/wav" });
+}
+
+async function toggleRecording() {
+  const button = $("record");
+  if (recorder) {
+    const { ctx, stream, node, chunks } = recorder;
+    recorder = null;
+    node.disconnect(); stream.getTracks().forEach((t) => t.stop());
+    await ctx.close();
+    button.textContent = "Record"; button.classList.remove("recording");
+    await analyse(encodeWav(chunks, ctx.sampleRate), "recording.wav");
+    return;
+  }
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+    const ctx = new AudioContext();
+    const source = ctx.createMediaStreamSource(stream);
+    const node = ctx.createScriptProcessor(4096, 1, 1);
+    const chunks = [];
+    node.onaudioprocess = (e) => chunks.push(new Float32Array(e.inputBuffer.getChannelData(0)));
+    source.connect(node); node.connect(ctx.destination);
+    recorder = { ctx, stream, node, chunks };
+    button.textContent = "Stop"; button.classList.add("recording");
+    setStatus("Recording… press Stop when done.");
+  } catch (err) {
+    setStatus(`Microphone unavailable: ${err.message}`, true);
+  }
+}
+
+async function generate(event) {
+  event.preventDefault();
+  const params = new URLSearchParams({
+    emotion: $("gen-emotion").value, seed: $("gen-seed").value, count: $("gen-count").value, size: "128",
+  });
+  const response = await fetch(`/generate?${params}`, { headers: headers() });
+  if (!response.ok) { alert(await problemText(response)); return; }
+  const img = $("gen-image");
+  img.src = URL.createObjectURL(await response.blob());
+  img.hidden = false;
+}
+
+for (const e of EMOTIONS) $("gen-emotion").add(new Option(e, e, e === "happy", e === "happy"));
+$("record").addEventListener("click", toggleRecording);
+$("upload").addEventListener("change", (e) => { const f = e.target.files[0]; if (f) analyse(f, f.name); });
+$("gen-form").addEventListener("submit", generate);

@@ -1,0 +1,95 @@
+"""Shared fixtures: tiny random checkpoints written by the project's own checkpoint code, the
+committed RAVDESS fixture clips, and the real app (lifespan included) on either."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from ml import checkpoint
+from ml.labels import EMOTIONS, FER_CLASSES
+from ml.models.gan import Generator, GeneratorConfig
+from ml.models.ser import SERConfig, SERNet
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURE_AUDIO = ROOT / "tests" / "fixtures" / "audio"
+SHIPPED_SER = ROOT / "weights" / "ser.pt"
+SHIPPED_GENERATOR = ROOT / "weights" / "generator.pt"
+DATA = Path(os.environ.get("EMOFACE_DATA", ROOT.parent / "shared" / "data"))
+
+
+def fixture_clips() -> dict[str, Path]:
+    """emotion -> committed fixture clip."""
+    from ml.data.ravdess import parse_name
+
+    return {parse_name(p).emotion: p for p in sorted(FIXTURE_AUDIO.glob("*.flac"))}
+
+
+def wav_bytes(samples: np.ndarray, sr: int = 16_000, subtype: str = "PCM_16", fmt: str = "WAV") -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, samples, sr, subtype=subtype, format=fmt)
+    return buf.getvalue()
+
+
+def speechlike(seconds: float = 2.0, sr: int = 16_000, seed: int = 0) -> np.ndarray:
+    """A deterministic voiced-ish test signal: harmonics with a wobbling pitch, plus a little noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    f0 = 140 + 30 * np.sin(2 * np.pi * 3 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / sr
+    x = sum(np.sin(k * phase) / k for k in range(1, 6)) * 0.2
+    return (x + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Small random SER and generator checkpoints in the real format."""
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("weights")
+    ser = SERNet(SERConfig(channels=(4, 8, 8, 8), embed_dim=16, attention_dim=8))
+    gen = Generator(GeneratorConfig(latent_dim=16, base_channels=4))
+    for m in (ser, gen):  # give BN running stats non-trivial values
+        m.eval()
+    return (checkpoint.save(d / "ser.pt", ser, labels=EMOTIONS, data={"dataset": "random"}),
+            checkpoint.save(d / "generator.pt", gen, labels=FER_CLASSES, data={"dataset": "random"}))
+
+
+def make_client(ser: Path, gen: Path, **overrides):
+    from fastapi.testclient import TestClient
+
+    from service.config import Settings
+    from service.main import create_app
+
+    settings = Settings(ser_weights=ser, generator_weights=gen, _env_file=None, **overrides)
+    return TestClient(create_app(settings), raise_server_exceptions=False)
+
+
+def wait_ready(client) -> None:
+    import time
+
+    for _ in range(200):
+        if client.get("/ready").status_code == 200:
+            return
+        time.sleep(0.02)
+    raise AssertionError("app never became ready")
+
+
+@pytest.fixture(scope="session")
+def client(tiny_weights):
+    """The real app, lifespan included, serving the tiny checkpoints."""
+    with make_client(*tiny_weights) as c:
+        wait_ready(c)
+        yield c
+
+
+@pytest.fixture(scope="session")
+def shipped_client():
+    with make_client(SHIPPED_SER, SHIPPED_GENERATOR) as c:
+        wait_ready(c)
+        yield c

@@ -1,0 +1,109 @@
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from ml import audio
+from tests.conftest import FIXTURE_AUDIO, speechlike, wav_bytes
+
+
+@pytest.mark.parametrize("subtype", ["PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE"])
+def test_decodes_every_wav_width(subtype):
+    x = speechlike(1.0)
+    out = audio.decode(wav_bytes(x, 16_000, subtype))
+    assert out.samples.dtype == np.float32 and out.input_sample_rate == 16_000 and out.channels == 1
+    tol = 0.02 if subtype == "PCM_U8" else 1e-3
+    assert np.abs(out.samples - x).max() < tol
+
+
+@pytest.mark.parametrize("fmt, subtype", [("FLAC", "PCM_16"), ("OGG", "VORBIS")])
+def test_decodes_flac_and_ogg(fmt, subtype):
+    out = audio.decode(wav_bytes(speechlike(1.0), 16_000, subtype, fmt))
+    assert abs(len(out.samples) - 16_000) < 200
+
+
+def test_resamples_and_mixes_down():
+    x = speechlike(1.0, sr=44_100)
+    stereo = np.stack([x, x], axis=1)
+    out = audio.decode(wav_bytes(stereo, 44_100))
+    assert out.channels == 2 and out.input_sample_rate == 44_100
+    assert len(out.samples) == 16_000
+    assert out.duration_s == pytest.approx(1.0)
+
+
+def test_decodes_the_fixture_flac_and_a_path():
+    path = sorted(FIXTURE_AUDIO.glob("*.flac"))[0]
+    assert len(audio.decode(path).samples) == len(audio.decode(path.read_bytes()).samples) > 16_000
+
+
+@pytest.mark.parametrize("data, error", [
+    (np.zeros(16_000, np.float32), audio.SilentAudioError),
+    (np.full(16_000, 0.3, np.float32), audio.SilentAudioError),  # DC only
+    (speechlike(0.3), audio.AudioTooShortError),
+    (np.zeros(0, np.float32), audio.EmptyAudioError),
+])
+def test_unusable_audio_raises_a_precise_error(data, error):
+    with pytest.raises(error):
+        audio.from_array(data, 16_000)
+
+
+def test_nan_samples_are_rejected():
+    x = speechlike(1.0)
+    x[100] = np.nan
+    with pytest.raises(audio.InvalidSamplesError, match="NaN"):
+        audio.from_array(x, 16_000)
+
+
+def test_too_long_stops_reading_early():
+    x = np.tile(speechlike(1.0), 5)
+    with pytest.raises(audio.AudioTooLongError, match="maximum of 4 s"):
+        audio.decode(wav_bytes(x), max_duration_s=4)
+
+
+def test_garbage_is_a_decode_error():
+    with pytest.raises(audio.AudioDecodeError, match="not decodable"):
+        audio.decode(b"RIFF\x00\x00\x00\x00WAVEjunk" * 10)
+
+
+def test_log_mel_shape_and_normalisation():
+    waves = torch.from_numpy(np.stack([speechlike(2.0, seed=i) for i in range(3)]))
+    feats, frames = audio.log_mel(waves)
+    expected = (32_000 - audio.N_FFT) // audio.HOP_LENGTH + 1
+    assert feats.shape == (3, audio.N_MELS, expected) and frames.tolist() == [expected] * 3
+    assert feats.mean(dim=-1).abs().max() < 1e-4  # per-bin mean removed
+    assert feats.std().item() == pytest.approx(1.0, abs=0.05)
+
+
+def test_log_mel_batched_equals_one_by_one():
+    clips = [torch.from_numpy(speechlike(s, seed=i)) for i, s in enumerate((1.0, 2.5, 0.6))]
+    batch, lengths = audio.pad_batch(clips)
+    feats, frames = audio.log_mel(batch, lengths)
+    for i, clip in enumerate(clips):
+        single, n = audio.log_mel(clip[None])
+        assert int(frames[i]) == int(n[0])
+        torch.testing.assert_close(feats[i, :, : int(n[0])], single[0], atol=1e-4, rtol=1e-4)
+        assert feats[i, :, int(n[0]):].abs().max() == 0 if feats.shape[-1] > int(n[0]) else True
+
+
+def test_features_are_gain_invariant():
+    x = torch.from_numpy(speechlike(1.5))
+    a, _ = audio.log_mel(x[None])
+    b, _ = audio.log_mel(0.1 * x[None])
+    torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3)
+
+
+def test_trim_removes_silence_padding():
+    x = speechlike(1.5)
+    padded = np.concatenate([np.zeros(24_000, np.float32), x, np.zeros(24_000, np.float32)])
+    trimmed = audio.trim_silence(torch.from_numpy(padded))
+    assert abs(trimmed.shape[-1] - len(x)) < 0.25 * audio.SAMPLE_RATE
+
+
+def test_split_windows_bounds_each_piece():
+    def seconds(total: float) -> list[float]:
+        pieces = audio.split_windows(torch.zeros(int(total * audio.SAMPLE_RATE)), 8.0)
+        return [round(p.shape[-1] / audio.SAMPLE_RATE, 1) for p in pieces]
+
+    assert seconds(5.0) == [5.0]
+    assert seconds(20.5) == [8.0, 8.0, 4.5]
+    assert seconds(17.0) == [8.0, 9.0]  # a last piece under 2 s joins the one before

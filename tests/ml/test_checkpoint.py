@@ -1,0 +1,56 @@
+import pytest
+import torch
+
+from ml import audio, checkpoint
+from ml.labels import EMOTIONS, FER_CLASSES
+from ml.models.gan import Generator, GeneratorConfig
+from ml.models.ser import SERConfig, SERNet
+
+
+def test_round_trip_rebuilds_the_same_network(tmp_path):
+    torch.manual_seed(0)
+    model = SERNet(SERConfig(channels=(4, 8, 8, 8), embed_dim=16)).eval()
+    path = checkpoint.save(tmp_path / "ser.pt", model, labels=EMOTIONS, data={"dataset": "x"}, metrics={"ua": 0.5})
+    loaded = checkpoint.load(path, arch="ser-cnn")
+    assert loaded.model.config == model.config
+    assert loaded.meta["labels"] == list(EMOTIONS) and loaded.meta["metrics"] == {"ua": 0.5}
+    assert loaded.meta["feature_params"] == audio.FEATURE_PARAMS
+    assert len(loaded.sha256) == 64
+    feats = torch.randn(2, 64, 100)
+    frames = torch.tensor([100, 80])
+    torch.testing.assert_close(loaded.model(feats, frames), model(feats, frames))
+
+
+def test_generator_round_trip(tmp_path):
+    g = Generator(GeneratorConfig(base_channels=4, latent_dim=8)).eval()
+    path = checkpoint.save(tmp_path / "g.pt", g, labels=FER_CLASSES)
+    z, y = torch.randn(2, 8), torch.tensor([1, 2])
+    torch.testing.assert_close(checkpoint.load(path).model(z, y), g(z, y))
+
+
+def test_feature_mismatch_says_what_differs(tmp_path):
+    model = SERNet(SERConfig(channels=(4, 8, 8, 8), embed_dim=16))
+    path = checkpoint.save(tmp_path / "ser.pt", model, labels=EMOTIONS)
+    payload = torch.load(path, weights_only=True)
+    payload["feature_params"]["n_mels"] = 80
+    payload["feature_params"]["hop_length"] = 256
+    torch.save(payload, path)
+    with pytest.raises(checkpoint.FeatureMismatchError) as err:
+        checkpoint.load(path)
+    assert "n_mels: checkpoint 80 != code 64" in str(err.value)
+    assert "hop_length: checkpoint 256 != code 160" in str(err.value)
+
+
+def test_wrong_arch_missing_and_corrupt_files(tmp_path):
+    g = Generator(GeneratorConfig(base_channels=4))
+    path = checkpoint.save(tmp_path / "g.pt", g, labels=FER_CLASSES)
+    with pytest.raises(checkpoint.CheckpointError, match="expected 'ser-cnn'"):
+        checkpoint.load(path, arch="ser-cnn")
+    with pytest.raises(checkpoint.CheckpointError, match="not found"):
+        checkpoint.load(tmp_path / "nope.pt")
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(checkpoint.CheckpointError, match="corrupt"):
+        checkpoint.load(tmp_path / "bad.pt")
+    torch.save({"state_dict": {}}, tmp_path / "bare.pt")
+    with pytest.raises(checkpoint.CheckpointError, match="format"):
+        checkpoint.load(tmp_path / "bare.pt")

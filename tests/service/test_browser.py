@@ -1,0 +1,102 @@
+"""The demo page in a real browser: headless Chromium (Debian's, driven by Playwright) uploads a
+fixture clip and sees the emotion, the probability bars and the face appear."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from service.config import Settings
+from service.main import create_app
+from tests.conftest import ROOT, SHIPPED_GENERATOR, SHIPPED_SER, fixture_clips
+
+pytestmark = pytest.mark.browser
+CHROMIUM = os.environ.get("EMOFACE_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = ROOT / "artifacts"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def live_server():
+    port = _free_port()
+    settings = Settings(ser_weights=SHIPPED_SER, generator_weights=SHIPPED_GENERATOR, port=port, _env_file=None)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(base + "/ready").status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    else:
+        raise AssertionError("server never became ready")
+    yield base
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            raise AssertionError(f"{CHROMIUM} is missing in CI: .ci/run installs Debian's chromium")
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium); CI runs this test")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        yield b
+        b.close()
+
+
+def test_upload_shows_emotion_bars_and_face(live_server, browser):
+    page = browser.new_page(viewport={"width": 1000, "height": 900})
+    page.goto(live_server + "/")
+    clip = fixture_clips()["angry"]
+    page.set_input_files("#upload", str(clip))
+    page.wait_for_selector("#result:not([hidden])", timeout=20_000)
+    page.wait_for_function("document.getElementById('face').naturalWidth > 0", timeout=20_000)
+    emotion = page.text_content("#emotion")
+    assert emotion in ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
+    assert page.locator("#bars .bar").count() == 8
+    assert page.evaluate("document.getElementById('face').naturalWidth") == 192
+    assert page.text_content("#status") == "Done."
+    # the generate panel draws a grid of faces
+    page.select_option("#gen-emotion", "surprised")
+    page.fill("#gen-count", "4")
+    page.click("#gen-form button[type=submit]")
+    page.wait_for_function("document.getElementById('gen-image').naturalWidth > 0", timeout=20_000)
+    assert page.evaluate("document.getElementById('gen-image').naturalWidth") == 256
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "demo-page.png"), full_page=True)
+    assert (ARTIFACTS / "demo-page.png").stat().st_size > 10_000
+    page.close()
+
+
+def test_error_is_shown_for_a_bad_file(live_server, browser, tmp_path):
+    page = browser.new_page()
+    page.goto(live_server + "/")
+    bad = tmp_path / "not-audio.wav"
+    bad.write_bytes(b"this is not audio" * 100)
+    page.set_input_files("#upload", str(bad))
+    page.wait_for_selector("#status.error", timeout=20_000)
+    assert "not decodable" in page.text_content("#status")
+    page.close()

@@ -1,0 +1,198 @@
+"""Every route, parameter and status code, through the real app (lifespan included)."""
+
+import base64
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ml.labels import EMOTIONS
+from tests.conftest import fixture_clips, make_client, speechlike, wav_bytes
+
+PROBLEM = "application/problem+json"
+
+
+def clip_bytes(emotion: str = "happy") -> bytes:
+    return fixture_clips()[emotion].read_bytes()
+
+
+def png(content: bytes) -> Image.Image:
+    img = Image.open(io.BytesIO(content))
+    img.load()
+    return img
+
+
+def assert_problem(r, status: int, slug: str | None = None, mentions: str | None = None) -> dict:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith(PROBLEM)
+    body = r.json()
+    assert body["status"] == status and body["title"] and body["detail"] and body["type"].startswith("https://")
+    if slug:
+        assert body["type"].endswith("/" + slug), body
+    if mentions:
+        assert mentions in body["detail"], body
+    return body
+
+
+def test_health_ready_and_metrics(client):
+    assert client.get("/health").json() == {"status": "ok"}
+    ready = client.get("/ready").json()
+    assert ready["status"] == "ready" and {m["name"] for m in ready["models"]} == {"ser", "generator"}
+    assert all(len(m["sha256"]) == 64 for m in ready["models"])
+    client.get("/generate?emotion=sad&seed=1")
+    text = client.get("/metrics").text
+    assert 'emoface_requests_total{method="GET",route="/generate",status="200"}' in text
+    assert "emoface_request_seconds_bucket" in text and 'emoface_batch_size_count{model="generator"}' in text
+
+
+def test_not_ready_before_lifespan(tiny_weights):
+    c = make_client(*tiny_weights)  # not entered: the lifespan has not loaded the models
+    assert_problem(c.get("/ready"), 503, "not-ready")
+    assert_problem(c.get("/generate?emotion=happy"), 503, "not-ready")
+    assert c.get("/health").status_code == 200
+
+
+def test_demo_page_docs_and_openapi(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "Speech to face" in page.text
+    assert client.get("/static/app.js").status_code == 200
+    assert client.get("/docs").status_code == 200
+    spec = client.get("/openapi.json").json()
+    assert {"/emotion", "/generate", "/speech-to-face", "/health", "/ready"} <= set(spec["paths"])
+    assert "multipart/form-data" in spec["paths"]["/emotion"]["post"]["requestBody"]["content"]
+
+
+@pytest.mark.parametrize("how", ["multipart", "raw"])
+def test_emotion_contract(client, how):
+    data = clip_bytes()
+    if how == "multipart":
+        r = client.post("/emotion", files={"file": ("clip.flac", data, "audio/flac")})
+    else:
+        r = client.post("/emotion", content=data, headers={"Content-Type": "audio/flac"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body) == {"emotion", "confidence", "probabilities", "duration_s", "sample_rate", "channels"}
+    assert list(body["probabilities"]) == list(EMOTIONS)
+    assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert body["emotion"] == max(body["probabilities"], key=body["probabilities"].get)
+    assert body["confidence"] == body["probabilities"][body["emotion"]]
+    assert (body["sample_rate"], body["channels"]) == (16000, 1) and 3 < body["duration_s"] < 6
+
+
+def test_emotion_reports_input_format(client):
+    x = speechlike(1.5, sr=48_000)
+    r = client.post("/emotion", files={"file": ("s.wav", wav_bytes(np.stack([x, x, x], 1), 48_000, "PCM_24"))})
+    assert r.status_code == 200
+    assert (r.json()["sample_rate"], r.json()["channels"], r.json()["duration_s"]) == (48000, 3, 1.5)
+
+
+def test_generate_png_headers_and_aliases(client):
+    r = client.get("/generate", params={"emotion": "Surprise", "seed": 5})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert r.headers["x-emotion"] == "surprised" and r.headers["x-seed"] == "5"
+    img = png(r.content)
+    assert img.size == (48, 48) and img.mode == "L"
+    assert client.get("/generate?emotion=fear&seed=5").headers["x-emotion"] == "fearful"
+
+
+def test_generate_random_seed_is_reported_and_reproducible(client):
+    r = client.get("/generate?emotion=happy")
+    seed = int(r.headers["x-seed"])
+    assert 0 <= seed < 2**32
+    assert client.get(f"/generate?emotion=happy&seed={seed}").content == r.content
+
+
+def test_generate_same_seed_same_bytes_and_calm_is_neutral(client):
+    a = client.get("/generate?emotion=angry&seed=123&size=100").content
+    assert client.get("/generate?emotion=angry&seed=123&size=100").content == a
+    assert client.get("/generate?emotion=angry&seed=124&size=100").content != a
+    assert png(a).size == (100, 100)
+    calm = client.get("/generate?emotion=calm&seed=9").content
+    assert calm == client.get("/generate?emotion=neutral&seed=9").content
+
+
+def test_generate_grid(client):
+    r = client.get("/generate?emotion=sad&seed=10&count=5&size=64")
+    assert png(r.content).size == (3 * 64, 2 * 64)
+    singles = [np.array(png(client.get(f"/generate?emotion=sad&seed={s}&size=64").content)) for s in (10, 11)]
+    grid = np.array(png(r.content))
+    assert np.array_equal(grid[:64, :64], singles[0]) and np.array_equal(grid[:64, 64:128], singles[1])
+
+
+@pytest.mark.parametrize("query, param", [
+    ("emotion=bored", "emotion"), ("", "emotion"), ("emotion=happy&seed=-1", "seed"),
+    (f"emotion=happy&seed={2**32}", "seed"), ("emotion=happy&seed=abc", "seed"), ("emotion=happy&size=47", "size"),
+    ("emotion=happy&size=1025", "size"), ("emotion=happy&count=0", "count"), ("emotion=happy&count=65", "count"),
+    ("emotion=happy&count=64&size=1024", "count"),
+])
+def test_generate_invalid_parameters(client, query, param):
+    assert_problem(client.get(f"/generate?{query}"), 422, "invalid-parameter", param)
+
+
+def test_speech_to_face_png(client):
+    data = clip_bytes("angry")
+    r = client.post("/speech-to-face", files={"file": ("clip.flac", data)})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert r.headers["x-emotion"] in EMOTIONS and 0 < float(r.headers["x-emotion-confidence"]) <= 1
+    assert png(r.content).size == (48, 48)
+    again = client.post("/speech-to-face", files={"file": ("other-name.flac", data)})
+    assert again.content == r.content and again.headers["x-seed"] == r.headers["x-seed"]  # seed from content
+    other = client.post("/speech-to-face", files={"file": ("clip.flac", clip_bytes("sad"))})
+    assert other.headers["x-seed"] != r.headers["x-seed"]
+
+
+def test_speech_to_face_seed_size_and_json(client):
+    data = clip_bytes("happy")
+    r = client.post("/speech-to-face?seed=77&size=128", files={"file": ("c.flac", data)})
+    assert r.headers["x-seed"] == "77" and png(r.content).size == (128, 128)
+    j = client.post("/speech-to-face?seed=77&size=128", files={"file": ("c.flac", data)},
+                    headers={"Accept": "application/json"})
+    body = j.json()
+    assert set(body) == {"emotion", "confidence", "probabilities", "duration_s", "sample_rate", "channels", "seed",
+                         "image_png_base64"}
+    assert body["seed"] == 77 and base64.b64decode(body["image_png_base64"]) == r.content
+    expected = client.get(f"/generate?emotion={body['emotion']}&seed=77&size=128").content
+    assert r.content == expected
+    assert_problem(client.post("/speech-to-face?size=9", files={"file": ("c.flac", data)}), 422, mentions="size")
+
+
+def test_api_key(tiny_weights):
+    with make_client(*tiny_weights, api_key="s3cret") as c:
+        from tests.conftest import wait_ready
+
+        wait_ready(c)
+        assert_problem(c.get("/generate?emotion=happy"), 401, "unauthorized")
+        assert_problem(c.get("/generate?emotion=happy", headers={"X-API-Key": "wrong"}), 401)
+        assert c.get("/generate?emotion=happy", headers={"X-API-Key": "s3cret"}).status_code == 200
+        assert c.get("/generate?emotion=happy", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert_problem(c.post("/emotion", files={"file": ("c.flac", clip_bytes())}), 401)
+        assert c.get("/health").status_code == 200 and c.get("/ready").status_code == 200
+
+
+def test_body_limit(tiny_weights):
+    with make_client(*tiny_weights, max_body_mb=0.05) as c:
+        from tests.conftest import wait_ready
+
+        wait_ready(c)
+        big = wav_bytes(speechlike(3.0))  # 96 kB > 50 kB
+        assert_problem(c.post("/emotion", content=big, headers={"Content-Type": "audio/wav"}), 413, "body-too-large")
+
+        def chunks():  # no Content-Length: the limit is enforced while streaming
+            for i in range(0, len(big), 8192):
+                yield big[i:i + 8192]
+
+        assert_problem(c.post("/emotion", content=chunks(), headers={"Content-Type": "audio/wav"}), 413)
+        small = wav_bytes(speechlike(1.0))
+        assert c.post("/emotion", content=small, headers={"Content-Type": "audio/wav"}).status_code == 200
+
+
+def test_unknown_route_and_method(client):
+    assert_problem(client.get("/nope"), 404)
+    assert_problem(client.get("/emotion"), 405)
+
+
+def test_cors(tiny_weights):
+    with make_client(*tiny_weights, cors_origins=["https://demo.example"]) as c:
+        r = c.options("/generate", headers={"Origin": "https://demo.example", "Access-Control-Request-Method": "GET"})
+        assert r.headers["access-control-allow-origin"] == "https://demo.example"
