@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import soxr
 import torch
 
 SAMPLE_RATE = 16_000  # model rate: RAVDESS copy is 16 kHz, speech carries little above 8 kHz
@@ -149,10 +150,13 @@ def from_array(data: np.ndarray, sample_rate: int, *, max_duration_s: float = MA
     if float(np.std(mono)) < SILENCE_RMS:
         raise SilentAudioError("the audio is silent (RMS below -70 dBFS)")
     if sample_rate != SAMPLE_RATE:
-        import librosa  # deferred: importing librosa costs ~1 s and most inputs need no resampling
-
-        mono = librosa.resample(mono, orig_sr=sample_rate, target_sr=SAMPLE_RATE, res_type="soxr_hq")
+        mono = resample(mono, sample_rate, SAMPLE_RATE)
     return DecodedAudio(np.ascontiguousarray(mono, dtype=np.float32), sample_rate, data.shape[1], duration)
+
+
+def resample(x: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """High-quality band-limited resampling (libsoxr "HQ", what librosa's ``soxr_hq`` calls)."""
+    return soxr.resample(x, from_rate, to_rate, quality="HQ").astype(np.float32, copy=False)
 
 
 def trim_silence(wave: torch.Tensor) -> torch.Tensor:
@@ -185,13 +189,40 @@ def num_frames(num_samples: torch.Tensor | int) -> torch.Tensor | int:
     return (num_samples - N_FFT) // HOP_LENGTH + 1
 
 
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale: linear below 1 kHz, logarithmic above (librosa's default, htk=False)."""
+    hz = np.asarray(hz, dtype=np.float64)
+    mel = hz / (200.0 / 3)
+    log_region = hz >= 1000.0
+    return np.where(log_region, 15.0 + np.log(np.maximum(hz, 1e-10) / 1000.0) / (np.log(6.4) / 27.0), mel)
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    mel = np.asarray(mel, dtype=np.float64)
+    return np.where(mel >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel - 15.0)), mel * (200.0 / 3))
+
+
+def mel_filterbank() -> np.ndarray:
+    """(N_MELS, N_FFT // 2 + 1) triangular filters, Slaney-normalised (equal area).
+
+    Equal to ``librosa.filters.mel(sr, n_fft, n_mels, fmin, fmax)`` (a test checks it), written
+    out so serving needs no librosa and its numba/LLVM chain (~400 MB of the image).
+    """
+    fft_freqs = np.linspace(0, SAMPLE_RATE / 2, N_FFT // 2 + 1)
+    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(F_MIN), _hz_to_mel(F_MAX), N_MELS + 2))
+    fdiff = np.diff(mel_f)
+    ramps = mel_f[:, None] - fft_freqs[None, :]
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_f[2:] - mel_f[:-2]))[:, None]
+    return weights.astype(np.float32)
+
+
 @functools.lru_cache(maxsize=8)
 def _mel_basis(device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    import librosa
-
-    mel = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=F_MIN, fmax=F_MAX)
     window = torch.hann_window(WIN_LENGTH, periodic=True)
-    return torch.from_numpy(mel).float().to(device), window.to(device)
+    return torch.from_numpy(mel_filterbank()).to(device), window.to(device)
 
 
 def log_mel(waves: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -65,12 +65,10 @@ def perturb(wave: np.ndarray, kind: str, seed: int) -> np.ndarray:
         rms = np.sqrt(np.mean(wave ** 2))
         return (wave + rng.standard_normal(len(wave)).astype(np.float32) * rms / 10 ** (10 / 20)).astype(np.float32)
     if kind == "telephone_8k":
-        import librosa
-
         from ml.train_ser import band_limit
 
         narrow = band_limit(torch.from_numpy(wave), 300.0, 3400.0).numpy()
-        at_8k = librosa.resample(narrow, orig_sr=audio.SAMPLE_RATE, target_sr=8000, res_type="soxr_hq")
+        at_8k = audio.resample(narrow, audio.SAMPLE_RATE, 8000)
         return audio.from_array(at_8k, 8000).samples
     if kind == "gain_-20db":
         return (wave * 0.1).astype(np.float32)

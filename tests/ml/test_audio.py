@@ -107,3 +107,17 @@ def test_split_windows_bounds_each_piece():
     assert seconds(5.0) == [5.0]
     assert seconds(20.5) == [8.0, 8.0, 4.5]
     assert seconds(17.0) == [8.0, 9.0]  # a last piece under 2 s joins the one before
+
+
+def test_mel_filterbank_equals_librosa():
+    import librosa  # a test dependency: the reference implementation
+    ref = librosa.filters.mel(sr=audio.SAMPLE_RATE, n_fft=audio.N_FFT, n_mels=audio.N_MELS, fmin=audio.F_MIN,
+                              fmax=audio.F_MAX)
+    np.testing.assert_allclose(audio.mel_filterbank(), ref, atol=1e-7)
+
+
+def test_resample_equals_librosa_soxr_hq():
+    import librosa  # a test dependency: the reference implementation
+    x = speechlike(1.0, sr=44_100)
+    np.testing.assert_allclose(audio.resample(x, 44_100, 16_000),
+                               librosa.resample(x, orig_sr=44_100, target_sr=16_000, res_type="soxr_hq"), atol=1e-6)
