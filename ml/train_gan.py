@@ -68,7 +68,10 @@ def diff_augment(x: torch.Tensor, generator: torch.Generator | None = None) -> t
 
 
 @torch.no_grad()
-def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float, step: int) -> None:
+    """EMA of the weights; the decay ramps up over the first steps so the average does not
+    hold on to the random initialisation (at 0.999 from step 0, 60% of it survives 500 steps)."""
+    decay = min(decay, (1 + step) / (10 + step))
     for pe, pm in zip(ema.parameters(), model.parameters()):
         pe.lerp_(pm, 1 - decay)
     for be, bm in zip(ema.buffers(), model.buffers()):
@@ -96,8 +99,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--g-channels", type=int, default=32)
     p.add_argument("--d-channels", type=int, default=32)
-    p.add_argument("--lr-g", type=float, default=2e-4)
-    p.add_argument("--lr-d", type=float, default=2e-4)
+    # two time-scale update rule (Heusel et al. 2017; SAGAN): the discriminator learns 4x faster
+    p.add_argument("--lr-g", type=float, default=1e-4)
+    p.add_argument("--lr-d", type=float, default=4e-4)
     p.add_argument("--ema-decay", type=float, default=0.999)
     p.add_argument("--no-diffaugment", action="store_true")
     p.add_argument("--balance", choices=["class", "none"], default="class")
@@ -143,6 +147,9 @@ def main(argv: list[str] | None = None) -> dict:
         G.load_state_dict(state["G"]); D.load_state_dict(state["D"]); G_ema.load_state_dict(state["G_ema"])
         opt_g.load_state_dict(state["opt_g"]); opt_d.load_state_dict(state["opt_d"])
         start_epoch, step, history = state["epoch"], state["step"], state["history"]
+        for opt, lr in ((opt_g, args.lr_g), (opt_d, args.lr_d)):  # the command line wins on resume
+            for group in opt.param_groups:
+                group["lr"] = lr
         rng.set_state(state["rng"])
         log.info("resumed from %s at epoch %d, step %d", last, start_epoch, step)
 
@@ -185,7 +192,7 @@ def main(argv: list[str] | None = None) -> dict:
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             opt_g.step()
-            ema_update(G_ema, G, args.ema_decay)
+            ema_update(G_ema, G, args.ema_decay, step)
 
             step += 1
             sums += [loss_d.item(), loss_g.item(), d_real.mean().item(), d_fake.mean().item()]
