@@ -1,0 +1,145 @@
+"""End to end: build the CPU image, `docker compose up`, call the three endpoints, stop it while
+a request is in flight. Needs root (to start a local engine with ../shared/tools/docker-engine.sh);
+in CI a missing engine is a failure, elsewhere a skip with the reason."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from tests.conftest import ROOT, fixture_clips
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+ENGINE_SCRIPT = ROOT.parent / "shared" / "tools" / "docker-engine.sh"
+PROJECT = "emoface-e2e"
+IMAGE_LIMIT = 1.5e9
+
+
+def _unavailable(reason: str):
+    if os.environ.get("CI"):
+        pytest.fail(f"docker end-to-end test cannot run in CI: {reason}")
+    pytest.skip(f"docker end-to-end test not run: {reason}")
+
+
+def _run(*args: str, env: dict | None = None, timeout: float = 900, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True,
+                          timeout=timeout, check=check)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def engine():
+    if os.geteuid() != 0:
+        _unavailable("not root, so no local Docker engine can be started")
+    if not ENGINE_SCRIPT.exists():
+        _unavailable(f"{ENGINE_SCRIPT} not found")
+    result = subprocess.run(["bash", str(ENGINE_SCRIPT)], capture_output=True, text=True, timeout=1200)
+    if result.returncode != 0 or shutil.which("docker") is None:
+        _unavailable(f"the Docker engine did not start: {result.stderr[-2000:]}")
+
+
+@pytest.fixture(scope="module")
+def compose(engine):
+    port = _free_port()
+    env = {"COMPOSE_FILE": "docker-compose.yml:docker/compose.cpu.yml", "COMPOSE_PROJECT_NAME": PROJECT,
+           "EMOFACE_PORT": str(port)}
+    t0 = time.time()
+    build = _run("docker", "compose", "up", "-d", "--build", env=env, check=False, timeout=1500)
+    print(f"\ndocker compose up --build: {time.time() - t0:.0f} s")
+    try:
+        if build.returncode != 0:
+            pytest.fail(f"docker compose up failed:\n{build.stdout[-3000:]}\n{build.stderr[-5000:]}")
+        yield {"env": env, "base": f"http://127.0.0.1:{port}"}
+    except BaseException:
+        raise
+    finally:
+        logs = _run("docker", "compose", "logs", "--no-color", env=env, check=False)
+        print("---- container logs ----\n" + logs.stdout[-8000:])
+        _run("docker", "compose", "down", "--timeout", "10", env=env, check=False)
+
+
+def _health(env: dict) -> str:
+    cid = _run("docker", "compose", "ps", "-q", "emoface", env=env).stdout.strip()
+    out = _run("docker", "inspect", "--format", "{{json .State.Health.Status}}", cid, check=False).stdout.strip()
+    return json.loads(out) if out else "none"
+
+
+def test_compose_serves_and_stops_cleanly(compose):
+    env, base = compose["env"], compose["base"]
+    deadline = time.time() + 300
+    while (status := _health(env)) != "healthy":
+        assert time.time() < deadline, f"container not healthy after 5 min (status {status})"
+        time.sleep(2)
+
+    uid = _run("docker", "compose", "exec", "-T", "emoface", "id", "-u", env=env).stdout.strip()
+    assert uid != "0", "the container must not run as root"
+
+    clip = fixture_clips()["happy"].read_bytes()
+    with httpx.Client(base_url=base, timeout=30) as client:
+        face = client.post("/speech-to-face", files={"file": ("clip.flac", clip)})
+        assert face.status_code == 200 and face.headers["x-emotion"]
+        assert Image.open(io.BytesIO(face.content)).size == (48, 48)
+        emotion = client.post("/emotion", files={"file": ("clip.flac", clip)}).json()
+        assert emotion["emotion"] in emotion["probabilities"] and emotion["sample_rate"] == 16000
+        happy = client.get("/generate", params={"emotion": "happy", "seed": 1})
+        assert happy.status_code == 200 and Image.open(io.BytesIO(happy.content)).size == (48, 48)
+        bad = client.post("/emotion", content=b"junk", headers={"Content-Type": "audio/wav"})
+        assert bad.status_code == 415 and bad.headers["content-type"].startswith("application/problem+json")
+
+    # stop while a slow request (a 16-face grid at 1024 px) is in flight: it must complete
+    result: dict = {}
+
+    def slow_request() -> None:
+        r = httpx.get(base + "/generate", params={"emotion": "sad", "seed": 3, "count": 16, "size": 1024}, timeout=60)
+        result["status"], result["bytes"] = r.status_code, len(r.content)
+
+    worker = threading.Thread(target=slow_request)
+    worker.start()
+    time.sleep(0.3)
+    t0 = time.time()
+    _run("docker", "compose", "stop", "--timeout", "10", env=env)
+    stop_s = time.time() - t0
+    worker.join(60)
+    print(f"docker compose stop with a request in flight: {stop_s:.1f} s; request -> {result}")
+    assert result.get("status") == 200 and result["bytes"] > 0, result
+    assert stop_s < 10, f"stopping took {stop_s:.1f} s"
+
+
+def test_image_size(compose):
+    size = int(_run("docker", "image", "inspect", "emoface:cpu", "--format", "{{.Size}}").stdout.strip())
+    print(f"\nemoface:cpu image size: {size / 1e9:.2f} GB")
+    assert size <= IMAGE_LIMIT
+
+
+def test_code_change_rebuilds_fast(compose, tmp_path):
+    """A change under service/ reuses the torch and dependency layers."""
+    ctx = tmp_path / "ctx"
+    for item in ("pyproject.toml", "ml", "service", "weights", "docker", ".dockerignore"):
+        src = ROOT / item
+        (shutil.copytree(src, ctx / item, ignore=shutil.ignore_patterns("__pycache__")) if src.is_dir()
+         else shutil.copy(src, ctx / item))
+    with open(ctx / "service" / "__init__.py", "a") as fh:
+        fh.write(f"# rebuild check {time.time()}\n")
+    t0 = time.time()
+    _run("docker", "build", "-q", "-f", str(ctx / "docker" / "Dockerfile"), "--build-arg", "TORCH_VARIANT=cpu",
+         "-t", "emoface:rebuild-check", str(ctx))
+    seconds = time.time() - t0
+    print(f"\nrebuild after a code change: {seconds:.1f} s")
+    _run("docker", "image", "rm", "emoface:rebuild-check", check=False)
+    assert seconds < 60
