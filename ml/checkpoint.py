@@ -111,14 +111,18 @@ def read(path: str | Path) -> dict[str, Any]:
     return payload
 
 
-def load(path: str | Path, *, arch: str | None = None, device: str | torch.device = "cpu") -> Loaded:
+def load(path: str | Path, *, arch: str | None = None, labels: tuple[str, ...] | None = None,
+         device: str | torch.device = "cpu") -> Loaded:
     """Rebuild the network stored in ``path`` and load its weights, in eval mode on ``device``.
 
-    Raises :class:`CheckpointError` (or :class:`FeatureMismatchError`) saying what is wrong.
+    ``arch`` and ``labels``, when given, must match the file. Raises :class:`CheckpointError`
+    (or :class:`FeatureMismatchError`) saying what is wrong.
     """
     payload = read(path)
     if arch is not None and payload["arch"] != arch:
         raise CheckpointError(f"{path}: holds a {payload['arch']!r} model, expected {arch!r}")
+    if labels is not None and tuple(payload.get("labels", ())) != tuple(labels):
+        raise CheckpointError(f"{path}: labels {payload.get('labels')} are not {list(labels)}")
     if payload["arch"] == "ser-cnn":
         check_feature_params(payload.get("feature_params", {}), source=str(path))
     cls, config_cls = ARCHITECTURES[payload["arch"]]

@@ -26,6 +26,7 @@ from ml import audio, checkpoint, plots
 from ml.data import ravdess
 from ml.labels import EMOTIONS, merge_calm
 from ml.recognize import EmotionRecognizer
+from ml.runtime import setup_cli
 
 log = logging.getLogger(__name__)
 PERTURBATIONS = ("clean", "noise_10db", "telephone_8k", "gain_-20db", "pad_2x")
@@ -148,9 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    setup_cli(args.threads, "cpu")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     clips = ravdess.load_manifest(args.data)

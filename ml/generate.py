@@ -22,9 +22,7 @@ class FaceGenerator:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: torch.device | str = "cpu") -> tuple["FaceGenerator", checkpoint.Loaded]:
-        loaded = checkpoint.load(path, arch="cgan-generator", device=device)
-        if tuple(loaded.meta["labels"]) != FER_CLASSES:
-            raise checkpoint.CheckpointError(f"{path}: labels {loaded.meta['labels']} are not {list(FER_CLASSES)}")
+        loaded = checkpoint.load(path, arch="cgan-generator", labels=FER_CLASSES, device=device)
         return cls(loaded.model, device), loaded
 
     @torch.inference_mode()

@@ -29,9 +29,7 @@ class EmotionRecognizer:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: torch.device | str = "cpu") -> tuple["EmotionRecognizer", checkpoint.Loaded]:
-        loaded = checkpoint.load(path, arch="ser-cnn", device=device)
-        if tuple(loaded.meta["labels"]) != EMOTIONS:
-            raise checkpoint.CheckpointError(f"{path}: labels {loaded.meta['labels']} are not {list(EMOTIONS)}")
+        loaded = checkpoint.load(path, arch="ser-cnn", labels=EMOTIONS, device=device)
         return cls(loaded.model, device), loaded
 
     def pieces(self, wave: np.ndarray | torch.Tensor) -> list[torch.Tensor]:

@@ -18,6 +18,16 @@ def select_device(name: str = "auto") -> torch.device:
     return device
 
 
+def setup_cli(threads: int = 0, device: str = "auto") -> torch.device:
+    """What every command-line entry point does first: logging, CPU threads, device."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if threads:
+        torch.set_num_threads(threads)
+    return select_device(device)
+
+
 def seed_everything(seed: int) -> torch.Generator:
     random.seed(seed)
     np.random.seed(seed)

@@ -31,7 +31,7 @@ from ml import checkpoint, plots
 from ml.data import fer2013
 from ml.labels import FER_CLASSES
 from ml.models.gan import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, latent_for_seed, to_uint8
-from ml.runtime import seed_everything, select_device
+from ml.runtime import seed_everything, setup_cli
 
 log = logging.getLogger(__name__)
 GRID_SEEDS = list(range(10))
@@ -116,10 +116,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = select_device(args.device)
+    device = setup_cli(args.threads, args.device)
     out = Path(args.out)
     (out / "samples").mkdir(parents=True, exist_ok=True)
     rng = seed_everything(args.seed)

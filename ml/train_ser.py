@@ -34,7 +34,7 @@ from ml.data import ravdess
 from ml.labels import EMOTIONS
 from ml.models.ser import SERConfig, SERNet
 from ml.recognize import EmotionRecognizer
-from ml.runtime import seed_everything, select_device
+from ml.runtime import seed_everything, setup_cli
 
 log = logging.getLogger(__name__)
 SR = audio.SAMPLE_RATE
@@ -153,10 +153,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = select_device(args.device)
+    device = setup_cli(args.threads, args.device)
     clips = ravdess.load_manifest(args.data)
     train = [c for c in clips if c.fold != args.holdout_fold]
     test = [c for c in clips if c.fold == args.holdout_fold]

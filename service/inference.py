@@ -10,7 +10,6 @@ import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import numpy as np
@@ -92,18 +91,6 @@ class MicroBatcher(Generic[T, R]):
             for (_, fut), result in zip(live, results):
                 if not fut.done():
                     fut.set_result(result)
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    path: str
-    sha256: str
-    arch: str
-    parameters: int
-    load_seconds: float
-    metrics: dict
-    data: dict
 
 
 def seed_from_bytes(data: bytes) -> int:

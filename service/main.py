@@ -25,7 +25,8 @@ from ml.recognize import EmotionRecognizer
 from ml.runtime import select_device
 from service import errors
 from service.config import Settings
-from service.inference import MicroBatcher, ModelInfo, timed
+from service.inference import MicroBatcher, timed
+from service.schemas import ModelCard
 from service.metrics import AccessMiddleware, Metrics
 
 log = logging.getLogger("service")
@@ -42,7 +43,7 @@ class Engines:
     generator: FaceGenerator
     ser: MicroBatcher
     faces: MicroBatcher
-    models: list[ModelInfo]
+    models: list[ModelCard]
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -102,9 +103,9 @@ class BodyLimitMiddleware:
         await self.app(scope, limited, send)
 
 
-def _info(name: str, path: Path, loaded, seconds: float) -> ModelInfo:
+def _info(name: str, path: Path, loaded, seconds: float) -> ModelCard:
     params = sum(p.numel() for p in loaded.model.parameters())
-    return ModelInfo(name=name, path=str(path), sha256=loaded.sha256, arch=loaded.meta["arch"], parameters=params,
+    return ModelCard(name=name, path=str(path), sha256=loaded.sha256, arch=loaded.meta["arch"], parameters=params,
                      load_seconds=round(seconds, 3), metrics=loaded.meta.get("metrics", {}), data=loaded.meta.get("data", {}))
 
 

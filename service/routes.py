@@ -122,7 +122,7 @@ def health() -> Health:
 @router.get("/ready", response_model=Ready, tags=["ops"], responses={503: {"description": "not ready", **PROBLEM}})
 def ready(engines: Models) -> Ready:
     """Readiness: 200 once both models are loaded and warmed up, 503 before."""
-    return Ready(status="ready", device=str(engines.device), models=[m.__dict__ for m in engines.models])
+    return Ready(status="ready", device=str(engines.device), models=engines.models)
 
 
 @router.get("/metrics", tags=["ops"], response_class=Response)

@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 import torch
 
-from ml import audio
 from ml.generate import FaceGenerator
 from ml.models.fer_classifier import FERClassifier, FERClassifierConfig
 from ml.models.gan import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, latent_for_seed

@@ -76,7 +76,7 @@ def main() -> dict:
                  "generator_parameters": sum(p.numel() for p in gen.model.parameters())}
     for name, data in (("ser_4s_flac_16k", four_second_clip(16_000, 1, "FLAC")),
                        ("ser_4s_wav_48k_stereo", four_second_clip(48_000, 2, "WAV"))):
-        out[name] = timeit(lambda: rec.predict([audio.decode(data).samples]), repeat=50)
+        out[name] = timeit(lambda data=data: rec.predict([audio.decode(data).samples]), repeat=50)
     clip = audio.decode(four_second_clip(16_000, 1, "FLAC")).samples
     out["ser_model_only_4s"] = timeit(lambda: rec.predict([clip]), repeat=50)
     if device.type == "cuda":
