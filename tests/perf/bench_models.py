@@ -13,6 +13,7 @@ import argparse
 import io
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import soundfile as sf
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere, installed or not
 
 
 def timeit(fn, repeat: int, warmup: int = 3) -> dict[str, float]:
