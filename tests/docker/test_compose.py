@@ -129,6 +129,7 @@ def test_image_size(compose):
 def test_code_change_rebuilds_fast(compose, tmp_path):
     """A change under service/ reuses the torch and dependency layers."""
     ctx = tmp_path / "ctx"
+    ctx.mkdir()
     for item in ("pyproject.toml", "ml", "service", "weights", "docker", ".dockerignore"):
         src = ROOT / item
         (shutil.copytree(src, ctx / item, ignore=shutil.ignore_patterns("__pycache__")) if src.is_dir()
