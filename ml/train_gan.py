@@ -58,7 +58,7 @@ def diff_augment(x: torch.Tensor, generator: torch.Generator | None = None) -> t
     iy = (torch.arange(h, device=dev)[None, :] + shift - dy[:, None].to(dev)).clamp(0, h + 2 * shift - 1)
     ix = (torch.arange(w, device=dev)[None, :] + shift - dx[:, None].to(dev)).clamp(0, w + 2 * shift - 1)
     x = padded[torch.arange(b, device=dev)[:, None, None], :, iy[:, :, None], ix[:, None, :]].permute(0, 3, 1, 2)
-    cut = h // 4  # cutout: one square of half... a quarter of the side
+    cut = h // 4  # cutout: one square hole, a quarter of the side, filled with 0 (mid grey)
     cy = (rand(b) * h).long().to(dev)
     cx = (rand(b) * w).long().to(dev)
     yy = torch.arange(h, device=dev)[None, :, None]

@@ -8,6 +8,7 @@ import secrets
 from typing import Annotated
 
 import anyio
+import numpy as np
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -108,8 +109,6 @@ async def recognise(request: Request, engines: Engines) -> tuple[bytes, audio.De
 async def draw(engines: Engines, emotion: str, seed: int, size: int, count: int = 1) -> bytes:
     cls = fer_index(emotion)
     faces = await asyncio.gather(*(engines.faces.submit((cls, (seed + i) % 2**32)) for i in range(count)))
-    import numpy as np
-
     return await anyio.to_thread.run_sync(encode_png, np.stack(faces), size)
 
 
