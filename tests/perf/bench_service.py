@@ -54,7 +54,9 @@ class Server:
         self.base = f"http://127.0.0.1:{self.port}"
         full = {**os.environ, "EMOFACE_PORT": str(self.port), "EMOFACE_LOG_LEVEL": "WARNING", **env}
         t0 = time.perf_counter()
-        self.proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=full)
+        self.log = tempfile.NamedTemporaryFile(prefix="emoface-bench-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=full, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
         while True:
             try:
                 if httpx.get(self.base + "/ready", timeout=1).status_code == 200:
@@ -73,7 +75,7 @@ class Server:
 
 def wrk(url: str, concurrency: int, duration: float, script: str | None = None) -> dict:
     threads = min(2, concurrency)
-    cmd = ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{duration}s", "--latency", "--timeout", "30s"]
+    cmd = ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{max(1, round(duration))}s", "--latency", "--timeout", "30s"]
     if script:
         cmd += ["-s", script]
     out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
@@ -170,6 +172,14 @@ def main() -> dict:
     result: dict = {"machine": {"cpus": os.cpu_count()}}
 
     server = Server()
+    try:
+        return _measure(server, args, scripts, levels, tmp, result)
+    finally:
+        if server.proc.poll() is None:
+            server.proc.kill()
+
+
+def _measure(server: Server, args: argparse.Namespace, scripts: dict, levels: list[int], tmp: Path, result: dict) -> dict:
     result["startup_to_ready_s"] = round(server.startup_s, 2)
     result["rss_after_warmup_mb"] = round(rss_mb(server.proc.pid), 1)
     targets = {
