@@ -3,6 +3,7 @@ committed RAVDESS fixture clips, and the real app (lifespan included) on either.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from pathlib import Path
@@ -93,3 +94,54 @@ def shipped_client():
     with make_client(SHIPPED_SER, SHIPPED_GENERATOR) as c:
         wait_ready(c)
         yield c
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http_ready(base: str, proc=None, seconds: float = 15.0) -> None:
+    """Poll ``base``/ready until 200; fail if ``proc`` (a Popen) exits first or time runs out."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(base + "/ready", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"server exited with {proc.returncode} before it was ready")
+        time.sleep(0.05)
+    raise AssertionError(f"{base} not ready after {seconds} s")
+
+
+@contextlib.contextmanager
+def live_server(ser: Path, gen: Path, **overrides):
+    """The real app served by uvicorn over real HTTP in a thread; yields (port, base URL)."""
+    import threading
+
+    import uvicorn
+
+    from service.config import Settings
+    from service.main import create_app
+
+    port = free_port()
+    settings = Settings(ser_weights=ser, generator_weights=gen, port=port, _env_file=None, **overrides)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http_ready(base)
+        yield port, base
+    finally:
+        server.should_exit = True
+        thread.join(10)

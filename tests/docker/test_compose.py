@@ -8,7 +8,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -17,7 +16,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.conftest import ROOT, fixture_clips
+from tests.conftest import ROOT, fixture_clips, free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 ENGINE_SCRIPT = ROOT.parent / "shared" / "tools" / "docker-engine.sh"
@@ -36,12 +35,6 @@ def _run(*args: str, env: dict | None = None, timeout: float = 900, check: bool 
                           timeout=timeout, check=check)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def engine():
     if os.geteuid() != 0:
@@ -55,7 +48,7 @@ def engine():
 
 @pytest.fixture(scope="module")
 def compose(engine):
-    port = _free_port()
+    port = free_port()
     env = {"COMPOSE_FILE": "docker-compose.yml:docker/compose.cpu.yml", "COMPOSE_PROJECT_NAME": PROJECT,
            "EMOFACE_PORT": str(port)}
     t0 = time.time()

@@ -5,50 +5,21 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
-import httpx
 import pytest
-import uvicorn
 
-from service.config import Settings
-from service.main import create_app
-from tests.conftest import ROOT, SHIPPED_GENERATOR, SHIPPED_SER, fixture_clips
+from tests.conftest import ROOT, SHIPPED_GENERATOR, SHIPPED_SER, fixture_clips, live_server
 
 pytestmark = pytest.mark.browser
 CHROMIUM = os.environ.get("EMOFACE_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = ROOT / "artifacts"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def live_server():
-    port = _free_port()
-    settings = Settings(ser_weights=SHIPPED_SER, generator_weights=SHIPPED_GENERATOR, port=port, _env_file=None)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(base + "/ready").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    else:
-        raise AssertionError("server never became ready")
-    yield base
-    server.should_exit = True
-    thread.join(10)
+def live_server_url():
+    with live_server(SHIPPED_SER, SHIPPED_GENERATOR) as (_, base):
+        yield base
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +38,9 @@ def browser():
         b.close()
 
 
-def test_upload_shows_emotion_bars_and_face(live_server, browser):
+def test_upload_shows_emotion_bars_and_face(live_server_url, browser):
     page = browser.new_page(viewport={"width": 1000, "height": 900})
-    page.goto(live_server + "/")
+    page.goto(live_server_url + "/")
     clip = fixture_clips()["angry"]
     page.set_input_files("#upload", str(clip))
     page.wait_for_selector("#result:not([hidden])", timeout=20_000)
@@ -91,9 +62,9 @@ def test_upload_shows_emotion_bars_and_face(live_server, browser):
     page.close()
 
 
-def test_error_is_shown_for_a_bad_file(live_server, browser, tmp_path):
+def test_error_is_shown_for_a_bad_file(live_server_url, browser, tmp_path):
     page = browser.new_page()
-    page.goto(live_server + "/")
+    page.goto(live_server_url + "/")
     bad = tmp_path / "not-audio.wav"
     bad.write_bytes(b"this is not audio" * 100)
     page.set_input_files("#upload", str(bad))

@@ -12,34 +12,16 @@ import time
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 
-from service.config import Settings
-from service.main import create_app
-from tests.conftest import fixture_clips, wav_bytes
-from tests.service.test_browser import _free_port
+from tests.conftest import fixture_clips, live_server, wav_bytes
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def server(tiny_weights):
-    port = _free_port()
-    app = create_app(Settings(ser_weights=tiny_weights[0], generator_weights=tiny_weights[1], port=port,
-                              _env_file=None, log_level="WARNING"))
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(base + "/ready").status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.05)
-    yield port, base
-    srv.should_exit = True
-    thread.join(10)
+    with live_server(*tiny_weights, log_level="WARNING") as port_and_base:
+        yield port_and_base
 
 
 def _still_serving(base: str) -> None:

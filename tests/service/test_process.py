@@ -13,12 +13,11 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import ROOT, SHIPPED_GENERATOR, SHIPPED_SER
-from tests.service.test_browser import _free_port
+from tests.conftest import ROOT, SHIPPED_GENERATOR, SHIPPED_SER, free_port, wait_http_ready
 
 
 def _start(tmp_path, **env: str) -> tuple[subprocess.Popen, int]:
-    port = _free_port()
+    port = free_port()
     full = {**os.environ, "EMOFACE_PORT": str(port), **env}
     return subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=full, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True), port
@@ -39,12 +38,7 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path):
     proc, port = _start(tmp_path, EMOFACE_SER_WEIGHTS=str(SHIPPED_SER), EMOFACE_GENERATOR_WEIGHTS=str(SHIPPED_GENERATOR))
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(base + "/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)
+        wait_http_ready(base, proc)
         result: dict = {}
 
         def slow() -> None:  # a 16-face grid at 1024 px takes a good fraction of a second

@@ -3,25 +3,18 @@ any near it, may produce a server error."""
 
 from __future__ import annotations
 
-import threading
-import time
-
-import httpx
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
-from service.config import Settings
-from service.main import create_app
-from tests.service.test_browser import _free_port
+from tests.conftest import live_server
 
 pytestmark = pytest.mark.slow
 
 
-def _serve_tiny_app() -> str:
-    """The real app on tiny random weights, served over real HTTP for the fuzzer."""
+def _tiny_weights() -> tuple:
+    """Tiny random checkpoints for the fuzzing server (collection time: no pytest fixtures yet)."""
     import tempfile
     from pathlib import Path
 
@@ -34,24 +27,14 @@ def _serve_tiny_app() -> str:
 
     torch.manual_seed(0)
     d = Path(tempfile.mkdtemp())
-    ser = checkpoint.save(d / "ser.pt", SERNet(SERConfig(channels=(4, 8, 8, 8), embed_dim=16)), labels=EMOTIONS)
-    gen = checkpoint.save(d / "g.pt", Generator(GeneratorConfig(latent_dim=16, base_channels=4)), labels=FER_CLASSES)
-    port = _free_port()
-    app = create_app(Settings(ser_weights=ser, generator_weights=gen, port=port, _env_file=None, log_level="WARNING"))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(base + "/ready").status_code == 200:
-                return base
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError("fuzzing server never became ready")
+    return (checkpoint.save(d / "ser.pt", SERNet(SERConfig(channels=(4, 8, 8, 8), embed_dim=16)), labels=EMOTIONS),
+            checkpoint.save(d / "g.pt", Generator(GeneratorConfig(latent_dim=16, base_channels=4)), labels=FER_CLASSES))
 
 
-BASE = _serve_tiny_app()
+# The schema must exist when pytest collects this module, so the server starts then and runs
+# (as a daemon thread) until the test process ends.
+_SERVER = live_server(*_tiny_weights(), log_level="WARNING")
+_, BASE = _SERVER.__enter__()
 schema = schemathesis.openapi.from_url(BASE + "/openapi.json")
 
 
