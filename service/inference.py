@@ -117,6 +117,17 @@ def encode_png(faces: np.ndarray, size: int) -> bytes:
     return buf.getvalue()
 
 
+def render_items(generator, items: list[tuple[int, int, int | None]]) -> list[np.ndarray | bytes]:
+    """The generator batcher's work: one forward pass for every (class, seed, size) item.
+
+    An item with a size comes back as finished PNG bytes, encoded here on the worker thread, so a
+    single-face request makes one thread hop instead of two; an item without one comes back as
+    the raw (48, 48) face, for grids that are assembled from several items.
+    """
+    faces = generator.render([c for c, _, _ in items], [s for _, s, _ in items])
+    return [face if size is None else encode_png(face[None], size) for face, (_, _, size) in zip(faces, items)]
+
+
 def timed(fn: Callable[[], R]) -> tuple[R, float]:
     t0 = time.perf_counter()
     return fn(), time.perf_counter() - t0

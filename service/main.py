@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import sys
@@ -25,7 +26,7 @@ from ml.recognize import EmotionRecognizer
 from ml.runtime import select_device
 from service import errors
 from service.config import Settings
-from service.inference import MicroBatcher, timed
+from service.inference import MicroBatcher, render_items, timed
 from service.schemas import ModelCard
 from service.metrics import AccessMiddleware, Metrics
 
@@ -124,8 +125,7 @@ def load_engines(settings: Settings, metrics: Metrics) -> Engines:
     wait = settings.max_batch_wait_ms / 1000
     ser = MicroBatcher(lambda waves: list(recognizer.predict(waves)), name="ser",
                        max_batch=settings.max_batch_size, max_wait_s=wait, on_batch=metrics.observe_batch)
-    faces = MicroBatcher(lambda items: list(generator.render([c for c, _ in items], [s for _, s in items])),
-                         name="generator", max_batch=settings.max_batch_size, max_wait_s=wait,
+    faces = MicroBatcher(functools.partial(render_items, generator), name="generator", max_batch=settings.max_batch_size, max_wait_s=wait,
                          on_batch=metrics.observe_batch)
     return Engines(settings, device, recognizer, generator, ser, faces, models)
 
@@ -136,7 +136,7 @@ async def warm_up(engines: Engines) -> None:
     rng = np.random.default_rng(0)
     wave = (0.1 * rng.standard_normal(4 * SAMPLE_RATE)).astype(np.float32)  # a 4 s clip
     await engines.ser.run_direct([wave])
-    await engines.faces.run_direct([(0, 0)])
+    await engines.faces.run_direct([(0, 0, 48)])
     engines.ready.set()
     log.info("warm-up done in %.3fs; ready", time.perf_counter() - t0)
 

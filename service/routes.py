@@ -108,7 +108,9 @@ async def recognise(request: Request, engines: Engines) -> tuple[bytes, audio.De
 
 async def draw(engines: Engines, emotion: str, seed: int, size: int, count: int = 1) -> bytes:
     cls = fer_index(emotion)
-    faces = await asyncio.gather(*(engines.faces.submit((cls, (seed + i) % 2**32)) for i in range(count)))
+    if count == 1:  # the common case: the batch worker returns the PNG itself
+        return await engines.faces.submit((cls, seed, size))
+    faces = await asyncio.gather(*(engines.faces.submit((cls, (seed + i) % 2**32, None)) for i in range(count)))
     return await anyio.to_thread.run_sync(encode_png, np.stack(faces), size)
 
 
