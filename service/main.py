@@ -40,10 +40,8 @@ class Engines:
 
     settings: Settings
     device: torch.device
-    recognizer: EmotionRecognizer
-    generator: FaceGenerator
-    ser: MicroBatcher
-    faces: MicroBatcher
+    ser: MicroBatcher  # holds the EmotionRecognizer
+    faces: MicroBatcher  # holds the FaceGenerator
     models: list[ModelCard]
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -125,9 +123,9 @@ def load_engines(settings: Settings, metrics: Metrics) -> Engines:
     wait = settings.max_batch_wait_ms / 1000
     ser = MicroBatcher(lambda waves: list(recognizer.predict(waves)), name="ser",
                        max_batch=settings.max_batch_size, max_wait_s=wait, on_batch=metrics.observe_batch)
-    faces = MicroBatcher(functools.partial(render_items, generator), name="generator", max_batch=settings.max_batch_size, max_wait_s=wait,
-                         on_batch=metrics.observe_batch)
-    return Engines(settings, device, recognizer, generator, ser, faces, models)
+    faces = MicroBatcher(functools.partial(render_items, generator), name="generator",
+                         max_batch=settings.max_batch_size, max_wait_s=wait, on_batch=metrics.observe_batch)
+    return Engines(settings, device, ser, faces, models)
 
 
 async def warm_up(engines: Engines) -> None:

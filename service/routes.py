@@ -94,7 +94,8 @@ async def read_audio(request: Request) -> bytes:
     return data
 
 
-async def recognise(request: Request, engines: Engines) -> tuple[bytes, audio.DecodedAudio, dict]:
+async def recognise(request: Request, engines: Engines) -> tuple[bytes, dict]:
+    """The upload's bytes and its /emotion result fields."""
     data = await read_audio(request)
     decoded = await anyio.to_thread.run_sync(lambda: audio.decode(data, max_duration_s=engines.settings.max_audio_s))
     probs = await engines.ser.submit(decoded.samples)
@@ -103,7 +104,7 @@ async def recognise(request: Request, engines: Engines) -> tuple[bytes, audio.De
     result = {"emotion": best, "confidence": probabilities[best], "probabilities": probabilities,
               "duration_s": round(decoded.duration_s, 4), "sample_rate": decoded.input_sample_rate,
               "channels": decoded.channels}
-    return data, decoded, result
+    return data, result
 
 
 async def draw(engines: Engines, emotion: str, seed: int, size: int, count: int = 1) -> bytes:
@@ -141,7 +142,7 @@ def index() -> FileResponse:
              openapi_extra=AUDIO_BODY, responses=AUDIO_ERRORS)
 async def emotion(request: Request, engines: Models) -> dict:
     """Which emotion does this recording carry? One of the 8 RAVDESS emotions, with probabilities."""
-    _, _, result = await recognise(request, engines)
+    _, result = await recognise(request, engines)
     return result
 
 
@@ -173,7 +174,7 @@ async def speech_to_face(request: Request, engines: Models, seed: Seed = None, s
     """Recognise the emotion of a recording and draw a face showing it. Without `seed`, the seed comes from
     the audio content, so the same recording always gives the same face. `Accept: application/json`
     returns the /emotion fields plus `seed` and `image_png_base64`."""
-    data, _, result = await recognise(request, engines)
+    data, result = await recognise(request, engines)
     seed = seed_from_bytes(data) if seed is None else seed
     png = await draw(engines, result["emotion"], seed, size)
     headers = {"X-Emotion": result["emotion"], "X-Emotion-Confidence": f"{result['confidence']:.6f}", "X-Seed": str(seed)}
