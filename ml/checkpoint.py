@@ -26,6 +26,8 @@ import torch
 from torch import nn
 
 from ml import audio
+from ml.models.baseline_gan import (BaselineDiscriminator, BaselineDiscriminatorConfig, BaselineGenerator,
+                                    BaselineGeneratorConfig)
 from ml.models.fer_classifier import FERClassifier, FERClassifierConfig
 from ml.models.gan import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 from ml.models.ser import SERConfig, SERNet
@@ -37,7 +39,10 @@ ARCHITECTURES: dict[str, tuple[type[nn.Module], type]] = {
     "cgan-generator": (Generator, GeneratorConfig),
     "cgan-discriminator": (Discriminator, DiscriminatorConfig),
     "fer-classifier": (FERClassifier, FERClassifierConfig),
+    "baseline-generator": (BaselineGenerator, BaselineGeneratorConfig),
+    "baseline-discriminator": (BaselineDiscriminator, BaselineDiscriminatorConfig),
 }
+GENERATORS = ("cgan-generator", "baseline-generator")  # what FaceGenerator can draw with
 
 
 class CheckpointError(RuntimeError):
@@ -111,16 +116,17 @@ def read(path: str | Path) -> dict[str, Any]:
     return payload
 
 
-def load(path: str | Path, *, arch: str | None = None, labels: tuple[str, ...] | None = None,
+def load(path: str | Path, *, arch: str | tuple[str, ...] | None = None, labels: tuple[str, ...] | None = None,
          device: str | torch.device = "cpu") -> Loaded:
     """Rebuild the network stored in ``path`` and load its weights, in eval mode on ``device``.
 
-    ``arch`` and ``labels``, when given, must match the file. Raises :class:`CheckpointError`
+    ``arch`` (a name or a tuple of accepted names) and ``labels``, when given, must match the file. Raises :class:`CheckpointError`
     (or :class:`FeatureMismatchError`) saying what is wrong.
     """
     payload = read(path)
-    if arch is not None and payload["arch"] != arch:
-        raise CheckpointError(f"{path}: holds a {payload['arch']!r} model, expected {arch!r}")
+    accepted = (arch,) if isinstance(arch, str) else arch
+    if accepted is not None and payload["arch"] not in accepted:
+        raise CheckpointError(f"{path}: holds a {payload['arch']!r} model, expected {' or '.join(map(repr, accepted))}")
     if labels is not None and tuple(payload.get("labels", ())) != tuple(labels):
         raise CheckpointError(f"{path}: labels {payload.get('labels')} are not {list(labels)}")
     if payload["arch"] == "ser-cnn":

@@ -7,7 +7,9 @@
     python -m ml.evaluate_gan evaluate --data ../shared/data/fer2013/fer2013.csv.gz \\
         --classifier weights/fer_classifier.pt --generator weights/generator.pt --out runs/gan_eval
 
-``evaluate`` draws ``--per-class`` faces per emotion (seeds 0..n-1) and reports:
+``evaluate`` takes one or more generators (``--generator ours=weights/generator.pt
+baseline=weights/baseline_generator.pt``), draws ``--per-class`` faces per emotion (seeds
+0..n-1) from each and reports, side by side (``gan_eval.json`` and ``gan_eval.md``):
   * recognisability: the classifier's accuracy per requested emotion, next to its accuracy on
     real PrivateTest faces;
   * realism: the Frechet distance between the classifier's penultimate features of generated
@@ -116,40 +118,83 @@ def train_classifier(args: argparse.Namespace) -> dict:
 
 
 def evaluate(args: argparse.Namespace) -> dict:
+    """Measure every ``--generator`` (``name=path`` or a path) against the same real faces."""
     clf = checkpoint.load(args.classifier, arch="fer-classifier", labels=FER_CLASSES).model
-    gen = FaceGenerator.from_checkpoint(args.generator)[0]
     public_x, _ = fer2013.load(args.data, "PublicTest")
     private_x, private_y = fer2013.load(args.data, "PrivateTest")
-    n = args.per_class
     real_pred, real_feat = classify(clf, private_x)
-    report: dict = {"per_class": {}, "classifier_real_accuracy": float((real_pred == private_y).mean())}
+    _, public_feat = classify(clf, public_x)
+    real = {
+        "classifier_real_accuracy": float((real_pred == private_y).mean()),
+        "frechet_floor_public_vs_private": frechet_distance(public_feat, real_feat),
+        "real_diversity": {name: mean_pairwise(real_feat[private_y == c]) for c, name in enumerate(FER_CLASSES)},
+    }
+    reports = {}
+    for spec in args.generator:
+        name, _, path = spec.rpartition("=")
+        name = name or Path(path).stem
+        reports[name] = _evaluate_generator(path, clf, real_feat, real, args.per_class)
+        log.info("%s: %s", name, json.dumps(reports[name]))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = {"real": real, "generators": reports, "per_class": args.per_class,
+              "classifier": {"path": str(args.classifier), "sha256": checkpoint.file_sha256(args.classifier)}}
+    (out / "gan_eval.json").write_text(json.dumps(result, indent=1))
+    (out / "gan_eval.md").write_text(markdown_table(result))
+    print(markdown_table(result))
+    return result
+
+
+def _evaluate_generator(path: str, clf: FERClassifier, real_feat: np.ndarray, real: dict, n: int) -> dict:
+    gen, loaded = FaceGenerator.from_checkpoint(path)
+    report: dict = {"path": path, "sha256": loaded.sha256, "per_class": {}}
     fakes, fake_feats = [], []
     for c, name in enumerate(FER_CLASSES):
-        faces = np.concatenate([gen.render([c] * len(s), s) for s in np.array_split(np.arange(n), max(1, n // 256))])
+        faces = np.concatenate([gen.render([c] * len(s), s.tolist())
+                                for s in np.array_split(np.arange(n), max(1, n // 256))])
         pred, feat = classify(clf, faces)
         fakes.append(faces)
         fake_feats.append(feat)
-        real_c = real_feat[private_y == c]
         report["per_class"][name] = {
             "accuracy": float((pred == c).mean()),
-            "diversity_ratio": mean_pairwise(feat) / max(mean_pairwise(real_c), 1e-8),
+            "diversity_ratio": mean_pairwise(feat) / max(real["real_diversity"][name], 1e-8),
         }
-    fake_feat = np.concatenate(fake_feats)
-    _, public_feat = classify(clf, public_x)
     report["generated_accuracy_mean"] = float(np.mean([v["accuracy"] for v in report["per_class"].values()]))
-    report["frechet_to_private"] = frechet_distance(fake_feat, real_feat)
-    report["frechet_floor_public_vs_private"] = frechet_distance(public_feat, real_feat)
-    report["frechet_ratio"] = report["frechet_to_private"] / max(report["frechet_floor_public_vs_private"], 1e-8)
+    report["generated_accuracy_min"] = float(min(v["accuracy"] for v in report["per_class"].values()))
+    report["diversity_ratio_min"] = float(min(v["diversity_ratio"] for v in report["per_class"].values()))
+    report["frechet_to_private"] = frechet_distance(np.concatenate(fake_feats), real_feat)
+    report["frechet_ratio"] = report["frechet_to_private"] / max(real["frechet_floor_public_vs_private"], 1e-8)
     small = F.avg_pool2d(to_input(np.concatenate(fakes)), 4).reshape(len(FER_CLASSES), n, -1)  # (7, n, 144)
     seeds = min(n, 200)
     same_seed = np.mean([mean_pairwise(small[:, s].numpy()) for s in range(seeds)])
     same_class = np.mean([mean_pairwise(small[c, :seeds].numpy()) for c in range(len(FER_CLASSES))])
     report["identity_ratio"] = float(same_seed / max(same_class, 1e-8))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "gan_eval.json").write_text(json.dumps(report, indent=1))
-    print(json.dumps(report, indent=1))
     return report
+
+
+def markdown_table(result: dict) -> str:
+    """The evaluation as a Markdown table: one column per generator, real faces alongside."""
+    names = list(result["generators"])
+    gens = [result["generators"][n] for n in names]
+    real = result["real"]
+    rows = [("| | " + " | ".join(f"`{n}`" for n in names) + " | real faces |"),
+            "|---|" + "---:|" * (len(names) + 1)]
+
+    def row(label: str, values: list[str], real_value: str) -> None:
+        rows.append(f"| {label} | " + " | ".join(values) + f" | {real_value} |")
+
+    for c in FER_CLASSES:
+        row(f"classifier accuracy, {c}", [f"{g['per_class'][c]['accuracy']:.1%}" for g in gens], "")
+    row("**classifier accuracy, mean of 7**", [f"**{g['generated_accuracy_mean']:.1%}**" for g in gens],
+        f"{real['classifier_real_accuracy']:.1%} (PrivateTest)")
+    row("Frechet distance to PrivateTest", [f"{g['frechet_to_private']:.2f}" for g in gens],
+        f"{real['frechet_floor_public_vs_private']:.2f} (PublicTest, the floor)")
+    row("**Frechet distance / floor**", [f"**{g['frechet_ratio']:.1f}x**" for g in gens], "1x")
+    for c in FER_CLASSES:
+        row(f"diversity vs real, {c}", [f"{g['per_class'][c]['diversity_ratio']:.0%}" for g in gens], "100%")
+    row("**diversity vs real, lowest emotion**", [f"**{g['diversity_ratio_min']:.0%}**" for g in gens], "100%")
+    row("identity ratio (same seed, 7 emotions / different seeds)", [f"{g['identity_ratio']:.2f}" for g in gens], "")
+    return "\n".join(rows) + f"\n\n{result['per_class']} generated faces per emotion (seeds 0-{result['per_class'] - 1}).\n"
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -158,7 +203,7 @@ def main(argv: list[str] | None = None) -> dict:
     t = sub.add_parser("train-classifier")
     t.add_argument("--data", required=True)
     t.add_argument("--out", default="weights/fer_classifier.pt")
-    t.add_argument("--epochs", type=int, default=15)
+    t.add_argument("--epochs", type=int, default=10)
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--lr", type=float, default=3e-3)
     t.add_argument("--seed", type=int, default=0)
@@ -166,7 +211,8 @@ def main(argv: list[str] | None = None) -> dict:
     e = sub.add_parser("evaluate")
     e.add_argument("--data", required=True)
     e.add_argument("--classifier", default="weights/fer_classifier.pt")
-    e.add_argument("--generator", default="weights/generator.pt")
+    e.add_argument("--generator", nargs="+", default=["generator=weights/generator.pt"],
+                   help="one or more generator checkpoints, each as name=path or path")
     e.add_argument("--per-class", type=int, default=500)
     e.add_argument("--out", default="runs/gan_eval")
     for s in (t, e):

@@ -9,20 +9,20 @@ import torch
 
 from ml import checkpoint
 from ml.labels import FER_CLASSES
-from ml.models.gan import Generator, latent_for_seed, to_uint8
+from ml.models.gan import latent_for_seed, to_uint8
 
 
 class FaceGenerator:
     """A loaded generator on a device. The seed fixes the identity, the class the expression."""
 
-    def __init__(self, model: Generator, device: torch.device | str = "cpu") -> None:
+    def __init__(self, model: torch.nn.Module, device: torch.device | str = "cpu") -> None:
         assert model.config.n_classes == len(FER_CLASSES), "the generator must draw the 7 FER-2013 classes"
         self.model = model.to(device).eval()
         self.device = torch.device(device)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: torch.device | str = "cpu") -> tuple["FaceGenerator", checkpoint.Loaded]:
-        loaded = checkpoint.load(path, arch="cgan-generator", labels=FER_CLASSES, device=device)
+        loaded = checkpoint.load(path, arch=checkpoint.GENERATORS, labels=FER_CLASSES, device=device)
         return cls(loaded.model, device), loaded
 
     @torch.inference_mode()

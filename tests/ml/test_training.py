@@ -20,6 +20,19 @@ def test_gan_dry_run(tmp_path):
     assert json.loads((tmp_path / "run" / "history.json").read_text())["step"] == 1
 
 
+def test_baseline_gan_dry_run(tmp_path):
+    """The student-project baseline trains through the same entry point and loads as a generator."""
+    from ml.generate import FaceGenerator
+
+    csv = _tiny_fer_csv(tmp_path / "fer.csv", gz=False)
+    train_gan.main(["--recipe", "baseline", "--data", str(csv), "--out", str(tmp_path / "run"), "--dry-run",
+                    "--batch-size", "4", "--g-channels", "4", "--d-channels", "4"])
+    loaded = checkpoint.load(tmp_path / "run" / "generator.pt", arch="baseline-generator")
+    assert "bce loss" in loaded.meta["metrics"]["recipe"] and "batch 4" in loaded.meta["metrics"]["recipe"]
+    faces = FaceGenerator.from_checkpoint(tmp_path / "run" / "generator.pt")[0].render([0, 6], [1, 1])
+    assert faces.shape == (2, 48, 48)
+
+
 def test_gan_resumes(tmp_path):
     csv = _tiny_fer_csv(tmp_path / "fer.csv", gz=False)
     args = ["--data", str(csv), "--out", str(tmp_path / "run"), "--batch-size", "7", "--g-channels", "4",
@@ -47,11 +60,18 @@ def test_gan_evaluation_runs_end_to_end(tmp_path, tiny_weights):
     csv = _tiny_fer_csv(tmp_path / "fer.csv", gz=False)
     clf = tmp_path / "clf.pt"
     evaluate_gan.main(["train-classifier", "--data", str(csv), "--out", str(clf), "--dry-run"])
-    report = evaluate_gan.main(["evaluate", "--data", str(csv), "--classifier", str(clf), "--generator",
-                                str(tiny_weights[1]), "--per-class", "6", "--out", str(tmp_path / "eval")])
+    result = evaluate_gan.main(["evaluate", "--data", str(csv), "--classifier", str(clf), "--generator",
+                                f"ours={tiny_weights[1]}", str(tiny_weights[1]), "--per-class", "6",
+                                "--out", str(tmp_path / "eval")])
+    assert list(result["generators"]) == ["ours", tiny_weights[1].stem]
+    report = result["generators"]["ours"]
     assert set(report["per_class"]) == {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
-    for key in ("generated_accuracy_mean", "frechet_to_private", "frechet_floor_public_vs_private", "identity_ratio"):
+    for key in ("generated_accuracy_mean", "frechet_to_private", "identity_ratio", "diversity_ratio_min"):
         assert report[key] == report[key] and report[key] >= 0, key  # finite, non-negative
+    assert result["real"]["frechet_floor_public_vs_private"] >= 0
+    assert report == {**result["generators"][tiny_weights[1].stem]}  # same file, same figures
+    table = (tmp_path / "eval" / "gan_eval.md").read_text()
+    assert "| Frechet distance to PrivateTest |" in table and "`ours`" in table
 
 
 def test_frechet_distance_properties():
