@@ -29,6 +29,7 @@ class GeneratorConfig:
 class DiscriminatorConfig:
     n_classes: int = 7
     base_channels: int = 32
+    spectral_norm: bool = False  # off: the R1 penalty in training regularises D instead
 
 
 class ConditionalBatchNorm2d(nn.Module):
@@ -90,18 +91,20 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """image (B, 1, 48, 48) + class (B,) -> realness score (B,) via a class projection.
 
-    The SNGAN "standard CNN" layout: spectral-normalised strided 4x4 convolutions halve the
-    resolution (48 -> 24 -> 12 -> 6), with a 3x3 convolution at 12x12 and 6x6; no full-width layer
-    at 48x48 or 24x24 beyond the first, because on a CPU those dominate a training step.
+    The SNGAN "standard CNN" layout: strided 4x4 convolutions halve the resolution
+    (48 -> 24 -> 12 -> 6), with a 3x3 convolution at 12x12 and 6x6; no full-width layer at 48x48
+    or 24x24 beyond the first, because on a CPU those dominate a training step. Spectral norm is
+    optional: with it, D learned too slowly for a CPU budget (see ml/train_gan.py).
     """
 
     def __init__(self, config: DiscriminatorConfig) -> None:
         super().__init__()
         self.config = config
         c = config.base_channels
+        sn = spectral_norm if config.spectral_norm else (lambda m: m)
 
         def conv(c_in: int, c_out: int, k: int, stride: int = 1) -> nn.Module:
-            return spectral_norm(nn.Conv2d(c_in, c_out, k, stride=stride, padding=1))
+            return sn(nn.Conv2d(c_in, c_out, k, stride=stride, padding=1))
 
         self.convs = nn.ModuleList([
             conv(1, c, 3),  # 48
@@ -111,14 +114,14 @@ class Discriminator(nn.Module):
             conv(4 * c, 8 * c, 4, 2),  # 6
             conv(8 * c, 8 * c, 3),
         ])
-        self.linear = spectral_norm(nn.Linear(8 * c, 1))
-        self.embed = spectral_norm(nn.Embedding(config.n_classes, 8 * c))
+        self.linear = sn(nn.Linear(8 * c, 1))
+        self.embed = sn(nn.Embedding(config.n_classes, 8 * c))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         h = x
         for conv in self.convs:
-            h = F.leaky_relu(conv(h), 0.1)
-        h = h.sum(dim=(2, 3))  # (B, 8c)
+            h = F.leaky_relu(conv(h), 0.2)
+        h = h.mean(dim=(2, 3))  # (B, 8c)
         return self.linear(h).squeeze(1) + (self.embed(y) * h).sum(1)
 
 
