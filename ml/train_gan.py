@@ -52,9 +52,9 @@ GRID_SEEDS = list(range(10))
 R1_EVERY = 4
 RECIPES = {
     "ours": dict(batch_size=64, lr_g=2e-4, lr_d=2e-4, beta1=0.5, ema_decay=0.999, balance="sqrt", loss="bce",
-                 r1=0.05, spectral_norm=False),
+                 r1=0.05, spectral_norm=False, aux=0.5),
     "baseline": dict(batch_size=512, lr_g=2e-4, lr_d=2e-4, beta1=0.5, ema_decay=0.0, balance="none", loss="bce",
-                     r1=0.0, spectral_norm=False),
+                     r1=0.0, spectral_norm=False, aux=0.0),
 }
 
 
@@ -157,6 +157,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--diffaugment", action="store_true", help="DiffAugment on everything D sees")
     p.add_argument("--loss", choices=["hinge", "bce"], help="hinge, or logistic (non-saturating for G)")
     p.add_argument("--r1", type=float, help="R1 penalty weight on real faces (0 = off), applied every 4th step")
+    p.add_argument("--aux", type=float, help="weight of the auxiliary classification loss through D's "
+                   "class projection (ours only): D learns to classify real faces, G to be classified as asked")
     p.add_argument("--spectral-norm", action=argparse.BooleanOptionalAction, help="spectral norm in D (ours only)")
     p.add_argument("--balance", choices=["class", "sqrt", "none"], help="real-face sampling weights")
     p.add_argument("--seed", type=int, default=0)
@@ -255,9 +257,15 @@ def main(argv: list[str] | None = None) -> dict:
 
             # (1) update D on real vs generated faces
             fake = G(z, y_fake)
-            d_real = D(augment(real), y_real)
-            d_fake = D(augment(fake.detach()), y_fake)
-            loss_d = d_loss(d_real, d_fake)
+            if args.aux:  # the projection discriminator's class embeddings double as a classifier
+                h_real = D.features(augment(real))
+                d_real = D.score(h_real, y_real)
+                d_fake = D(augment(fake.detach()), y_fake)
+                loss_d = d_loss(d_real, d_fake) + 2 * args.aux * F.cross_entropy(D.class_logits(h_real), y_real)
+            else:
+                d_real = D(augment(real), y_real)
+                d_fake = D(augment(fake.detach()), y_fake)
+                loss_d = d_loss(d_real, d_fake)
             if args.r1 and step % R1_EVERY == 0:  # lazy R1 (StyleGAN2): penalise D's gradient on real faces
                 real_r1 = real.detach().requires_grad_(True)
                 (grad,) = torch.autograd.grad(D(real_r1, y_real).sum(), real_r1, create_graph=True)
@@ -267,7 +275,11 @@ def main(argv: list[str] | None = None) -> dict:
             opt_d.step()
 
             # (2) update G: make D score its faces as real, for the requested class
-            loss_g = g_loss(D(augment(fake), y_fake))
+            if args.aux:
+                h_fake = D.features(augment(fake))
+                loss_g = g_loss(D.score(h_fake, y_fake)) + args.aux * F.cross_entropy(D.class_logits(h_fake), y_fake)
+            else:
+                loss_g = g_loss(D(augment(fake), y_fake))
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             opt_g.step()
@@ -302,7 +314,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 def _recipe(args: argparse.Namespace) -> str:
     return (f"{args.recipe}: G base {args.g_channels}, D base {args.d_channels} (spectral norm {args.spectral_norm}), "
-            f"{args.loss} loss, R1 {args.r1}, "
+            f"{args.loss} loss, R1 {args.r1}, aux classification {args.aux}, "
             f"Adam({args.beta1}, 0.999) lr G {args.lr_g} D {args.lr_d}, batch {args.batch_size}, EMA {args.ema_decay}, "
             f"balance={args.balance}, diffaugment={args.diffaugment}")
 

@@ -117,12 +117,23 @@ class Discriminator(nn.Module):
         self.linear = sn(nn.Linear(8 * c, 1))
         self.embed = sn(nn.Embedding(config.n_classes, 8 * c))
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """image (B, 1, 48, 48) -> pooled features h (B, 8c)."""
         h = x
         for conv in self.convs:
             h = F.leaky_relu(conv(h), 0.2)
-        h = h.mean(dim=(2, 3))  # (B, 8c)
+        return h.mean(dim=(2, 3))
+
+    def score(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Realness (B,) of features h for classes y: an unconditional term plus the projection."""
         return self.linear(h).squeeze(1) + (self.embed(y) * h).sum(1)
+
+    def class_logits(self, h: torch.Tensor) -> torch.Tensor:
+        """(B, n_classes): the projection term for every class, used as a classifier's logits."""
+        return h @ self.embed.weight.t()
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.score(self.features(x), y)
 
 
 def latent_for_seed(seed: int, latent_dim: int) -> torch.Tensor:
