@@ -37,14 +37,10 @@ from ml.data import fer2013
 from ml.generate import FaceGenerator
 from ml.labels import FER_CLASSES
 from ml.models.fer_classifier import FERClassifier, FERClassifierConfig
+from ml.models.gan import from_uint8
 from ml.runtime import seed_everything, setup_cli
 
 log = logging.getLogger(__name__)
-
-
-def to_input(images: np.ndarray) -> torch.Tensor:
-    """(N, 48, 48) uint8 -> (N, 1, 48, 48) float in [-1, 1], the generator's range."""
-    return torch.from_numpy(images).float().div(127.5).sub(1).unsqueeze(1)
 
 
 @torch.no_grad()
@@ -53,7 +49,7 @@ def classify(model: FERClassifier, images: np.ndarray, batch: int = 512) -> tupl
     model.eval()
     preds, feats = [], []
     for i in range(0, len(images), batch):
-        f = model.features(to_input(images[i:i + batch]))
+        f = model.features(from_uint8(images[i:i + batch]))
         feats.append(f.numpy())
         preds.append(model.head(f).argmax(1).numpy())
     return np.concatenate(preds), np.concatenate(feats)
@@ -75,6 +71,17 @@ def _sqrtm_psd(m: np.ndarray) -> np.ndarray:
     return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
 
 
+def per_class_recall(pred: np.ndarray, truth: np.ndarray) -> dict[str, float | None]:
+    """Recall of each FER class (None for a class absent from ``truth``)."""
+    return {name: float((pred[truth == c] == c).mean()) if (truth == c).any() else None
+            for c, name in enumerate(FER_CLASSES)}
+
+
+def mean_present(values) -> float:
+    """Mean of the values that are not None."""
+    return float(np.mean([v for v in values if v is not None]))
+
+
 def mean_pairwise(x: np.ndarray, limit: int = 500) -> float:
     """Mean Euclidean distance over all pairs of the first ``limit`` rows (0 for fewer than 2)."""
     n = min(len(x), limit)
@@ -91,7 +98,7 @@ def train_classifier(args: argparse.Namespace) -> dict:
     if args.dry_run:
         images, labels, test_x, test_y = images[:16], labels[:16], test_x[:8], test_y[:8]
     model = FERClassifier(FERClassifierConfig())
-    x, y = to_input(images), torch.from_numpy(labels)
+    x, y = from_uint8(images), torch.from_numpy(labels)
     # class-weighted loss: a judge that never says "disgust" (436 of 28,709 faces) cannot tell
     # whether a generator draws it; unweighted, this network's disgust recall was 0%
     counts = torch.bincount(y, minlength=len(FER_CLASSES)).float().clamp(min=1)
@@ -112,10 +119,9 @@ def train_classifier(args: argparse.Namespace) -> dict:
         opt.step()
         sched.step()
     preds, _ = classify(model, test_x)
-    recall = {c: float((preds[test_y == i] == i).mean()) if (test_y == i).any() else None
-              for i, c in enumerate(FER_CLASSES)}
+    recall = per_class_recall(preds, test_y)
     metrics = {"private_test_accuracy": float((preds == test_y).mean()),
-               "private_test_mean_recall": float(np.mean([r for r in recall.values() if r is not None])),
+               "private_test_mean_recall": mean_present(recall.values()),
                "per_class_recall": recall}
     checkpoint.save(args.out, model, labels=FER_CLASSES, metrics={**metrics, "purpose": "evaluation only"},
                     data={"dataset": "FER-2013", "split": "Training", "fingerprint": fer2013.fingerprint(images, labels)})
@@ -133,8 +139,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     _, public_feat = classify(clf, public_x)
     real = {
         "classifier_real_accuracy": float((real_pred == private_y).mean()),
-        "classifier_real_recall": {name: float((real_pred[private_y == c] == c).mean()) if (private_y == c).any() else 0.0
-                                   for c, name in enumerate(FER_CLASSES)},
+        "classifier_real_recall": per_class_recall(real_pred, private_y),
         "frechet_floor_public_vs_private": frechet_distance(public_feat, real_feat),
         "real_diversity": {name: mean_pairwise(real_feat[private_y == c]) for c, name in enumerate(FER_CLASSES)},
     }
@@ -173,7 +178,7 @@ def _evaluate_generator(path: str, clf: FERClassifier, real_feat: np.ndarray, re
     report["diversity_ratio_min"] = float(min(v["diversity_ratio"] for v in report["per_class"].values()))
     report["frechet_to_private"] = frechet_distance(np.concatenate(fake_feats), real_feat)
     report["frechet_ratio"] = report["frechet_to_private"] / max(real["frechet_floor_public_vs_private"], 1e-8)
-    small = F.avg_pool2d(to_input(np.concatenate(fakes)), 4).reshape(len(FER_CLASSES), n, -1)  # (7, n, 144)
+    small = F.avg_pool2d(from_uint8(np.concatenate(fakes)), 4).reshape(len(FER_CLASSES), n, -1)  # (7, n, 144)
     seeds = min(n, 200)
     same_seed = np.mean([mean_pairwise(small[:, s].numpy()) for s in range(seeds)])
     same_class = np.mean([mean_pairwise(small[c, :seeds].numpy()) for c in range(len(FER_CLASSES))])
@@ -193,10 +198,11 @@ def markdown_table(result: dict) -> str:
         rows.append(f"| {label} | " + " | ".join(values) + f" | {real_value} |")
 
     for c in FER_CLASSES:
+        recall = real["classifier_real_recall"][c]
         row(f"classifier accuracy, {c}", [f"{g['per_class'][c]['accuracy']:.1%}" for g in gens],
-            f"{real['classifier_real_recall'][c]:.1%}")
+            "no real faces" if recall is None else f"{recall:.1%}")
     row("**classifier accuracy, mean of 7**", [f"**{g['generated_accuracy_mean']:.1%}**" for g in gens],
-        f"{np.mean(list(real['classifier_real_recall'].values())):.1%} (overall accuracy "
+        f"{mean_present(real['classifier_real_recall'].values()):.1%} (overall accuracy "
         f"{real['classifier_real_accuracy']:.1%})")
     row("Frechet distance to PrivateTest", [f"{g['frechet_to_private']:.2f}" for g in gens],
         f"{real['frechet_floor_public_vs_private']:.2f} (PublicTest, the floor)")

@@ -44,7 +44,8 @@ from ml.data import fer2013
 from ml.labels import FER_CLASSES
 from ml.models.baseline_gan import (BaselineDiscriminator, BaselineDiscriminatorConfig, BaselineGenerator,
                                     BaselineGeneratorConfig)
-from ml.models.gan import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, latent_for_seed, to_uint8
+from ml.models.gan import (Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, from_uint8, latent_for_seed,
+                           to_uint8)
 from ml.runtime import seed_everything, setup_cli
 
 log = logging.getLogger(__name__)
@@ -52,9 +53,9 @@ GRID_SEEDS = list(range(10))
 R1_EVERY = 4
 RECIPES = {
     "ours": dict(batch_size=64, lr_g=2e-4, lr_d=2e-4, beta1=0.5, ema_decay=0.999, balance="sqrt", loss="bce",
-                 r1=0.05, spectral_norm=False, aux=0.5),
+                 r1=0.05, spectral_norm=False, aux=0.5, fake_labels="real"),
     "baseline": dict(batch_size=512, lr_g=2e-4, lr_d=2e-4, beta1=0.5, ema_decay=0.0, balance="none", loss="bce",
-                     r1=0.0, spectral_norm=False, aux=0.0),
+                     r1=0.0, spectral_norm=False, aux=0.0, fake_labels="uniform"),
 }
 
 
@@ -171,6 +172,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for key, value in RECIPES[args.recipe].items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
+    if args.aux and args.recipe != "ours":
+        p.error("--aux needs the projection discriminator of --recipe ours")
     return args
 
 
@@ -183,7 +186,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     images, labels = fer2013.load(args.data, "Training")
     log.info("FER-2013 Training: %d faces, per class %s", len(labels), np.bincount(labels, minlength=7).tolist())
-    data = torch.from_numpy(images).float().div(127.5).sub(1).unsqueeze(1)  # (N, 1, 48, 48)
+    data = from_uint8(images)  # (N, 1, 48, 48)
     targets = torch.from_numpy(labels)
     power = {"class": 1.0, "sqrt": 0.5, "none": 0.0}[args.balance]
     weights = torch.from_numpy(fer2013.balanced_sample_weights(labels) ** power)
@@ -250,7 +253,7 @@ def main(argv: list[str] | None = None) -> dict:
             flip = torch.rand(args.batch_size, generator=rng) < 0.5  # faces are left-right symmetric
             real = torch.where(flip.to(device)[:, None, None, None], real.flip(-1), real)
             z = torch.randn(args.batch_size, G.config.latent_dim, generator=rng).to(device)
-            if args.recipe == "ours":  # the same labels as the real batch: D cannot tell by label frequency
+            if args.fake_labels == "real":  # the real batch's labels: D cannot tell by label frequency
                 y_fake = y_real
             else:
                 y_fake = torch.randint(0, len(FER_CLASSES), (args.batch_size,), generator=rng).to(device)
@@ -260,12 +263,12 @@ def main(argv: list[str] | None = None) -> dict:
             if args.aux:  # the projection discriminator's class embeddings double as a classifier
                 h_real = D.features(augment(real))
                 d_real = D.score(h_real, y_real)
-                d_fake = D(augment(fake.detach()), y_fake)
-                loss_d = d_loss(d_real, d_fake) + 2 * args.aux * F.cross_entropy(D.class_logits(h_real), y_real)
             else:
                 d_real = D(augment(real), y_real)
-                d_fake = D(augment(fake.detach()), y_fake)
-                loss_d = d_loss(d_real, d_fake)
+            d_fake = D(augment(fake.detach()), y_fake)
+            loss_d = d_loss(d_real, d_fake)
+            if args.aux:
+                loss_d = loss_d + 2 * args.aux * F.cross_entropy(D.class_logits(h_real), y_real)
             if args.r1 and step % R1_EVERY == 0:  # lazy R1 (StyleGAN2): penalise D's gradient on real faces
                 real_r1 = real.detach().requires_grad_(True)
                 (grad,) = torch.autograd.grad(D(real_r1, y_real).sum(), real_r1, create_graph=True)
@@ -301,12 +304,11 @@ def main(argv: list[str] | None = None) -> dict:
         n = steps_per_epoch
         for key, value in zip(history, sums / n):
             history[key].append(float(value))
-        standing_stats(G_ema, len(FER_CLASSES))
+        save_state(epoch + 1)  # also recomputes G_ema's batch-norm statistics for the grid
         grid = plots.image_grid(sample_grid(G_ema, device), len(FER_CLASSES), len(GRID_SEEDS), row_labels=list(FER_CLASSES))
         grid.save(out / "samples" / f"epoch_{epoch + 1:03d}.png")
         grid.save(out / "samples" / "latest.png")
         plots.line_chart(history, out / "losses.png", title="GAN losses per epoch")
-        save_state(epoch + 1)
         log.info("epoch %d: %s", epoch + 1, {k: round(v[-1], 4) for k, v in history.items()})
     (out / "history.json").write_text(json.dumps({"step": step, **history}, indent=1))
     return history

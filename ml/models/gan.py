@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -140,6 +141,12 @@ def latent_for_seed(seed: int, latent_dim: int) -> torch.Tensor:
     """The latent vector (latent_dim,) for a seed: the same on every machine and run (CPU RNG)."""
     g = torch.Generator(device="cpu").manual_seed(int(seed))
     return torch.randn(latent_dim, generator=g)
+
+
+def from_uint8(images: np.ndarray) -> torch.Tensor:
+    """Faces (N, 48, 48) uint8 -> (N, 1, 48, 48) float in [-1, 1], the generator's range; the
+    inverse of :func:`to_uint8`. Real faces enter training and evaluation this way."""
+    return torch.from_numpy(images).float().div(127.5).sub(1).unsqueeze(1)
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
