@@ -3,7 +3,7 @@
 A checkpoint is a dict of plain types and tensors, loaded with ``weights_only=True``::
 
     format_version  int
-    arch            registry name below ("ser-cnn", "cgan-generator", ...)
+    arch            registry name below ("ser-ensemble", "cgan-generator", ...)
     config          the model's config dataclass as a dict (the network is rebuilt from it)
     labels          the class names, in output order
     feature_params  the audio front-end constants (SER models only), checked on load
@@ -30,12 +30,13 @@ from ml.models.baseline_gan import (BaselineDiscriminator, BaselineDiscriminator
                                     BaselineGeneratorConfig)
 from ml.models.fer_classifier import FERClassifier, FERClassifierConfig
 from ml.models.gan import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
-from ml.models.ser import SERConfig, SERNet
+from ml.models.ser import SERConfig, SEREnsemble, SEREnsembleConfig, SERNet
 
 FORMAT_VERSION = 1
 
 ARCHITECTURES: dict[str, tuple[type[nn.Module], type]] = {
     "ser-cnn": (SERNet, SERConfig),
+    "ser-ensemble": (SEREnsemble, SEREnsembleConfig),
     "cgan-generator": (Generator, GeneratorConfig),
     "cgan-discriminator": (Discriminator, DiscriminatorConfig),
     "fer-classifier": (FERClassifier, FERClassifierConfig),
@@ -43,6 +44,7 @@ ARCHITECTURES: dict[str, tuple[type[nn.Module], type]] = {
     "baseline-discriminator": (BaselineDiscriminator, BaselineDiscriminatorConfig),
 }
 GENERATORS = ("cgan-generator", "baseline-generator")  # what FaceGenerator can draw with
+SER_MODELS = ("ser-cnn", "ser-ensemble")  # what EmotionRecognizer can hear with; they carry feature_params
 
 
 class CheckpointError(RuntimeError):
@@ -88,7 +90,7 @@ def save(
         "metrics": metrics or {},
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
-    if arch == "ser-cnn":
+    if arch in SER_MODELS:
         payload["feature_params"] = dict(audio.FEATURE_PARAMS)
     if training_state is not None:
         payload["training_state"] = training_state
@@ -129,7 +131,7 @@ def load(path: str | Path, *, arch: str | tuple[str, ...] | None = None, labels:
         raise CheckpointError(f"{path}: holds a {payload['arch']!r} model, expected {' or '.join(map(repr, accepted))}")
     if labels is not None and tuple(payload.get("labels", ())) != tuple(labels):
         raise CheckpointError(f"{path}: labels {payload.get('labels')} are not {list(labels)}")
-    if payload["arch"] == "ser-cnn":
+    if payload["arch"] in SER_MODELS:
         check_feature_params(payload.get("feature_params", {}), source=str(path))
     cls, config_cls = ARCHITECTURES[payload["arch"]]
     try:

@@ -2,13 +2,15 @@
 
     python -m ml.evaluate_ser --data ../shared/data/ravdess --out runs/ser_cv
 
-For each fold of the manifest (4 held-out actors), trains on the other 20 actors with the same
-recipe as the shipped model (``ml.train_ser.fit``), then scores the held-out clips clean and
-under four perturbations: white noise at 10 dB SNR, telephone band (300-3400 Hz, sent at 8 kHz),
--20 dB gain, and silence padding to twice the length. Writes ``cv.json`` (every fold and the
-means), ``confusion_8.png`` / ``confusion_7.png`` (pooled over folds) and ``cv.md`` (the tables
-for the README and model card). Folds already done (``foldN.json``) are reused, so an
-interrupted run resumes.
+For each fold of the manifest (4 held-out actors), trains one model per seed (``--seeds``,
+default 0,1, as shipped) on the other 20 actors with the same recipe as the shipped model
+(``ml.train_ser.fit``), then scores the seeds' ensemble, and each seed alone, on the held-out
+clips clean and under four perturbations: white noise at 10 dB SNR, telephone band
+(300-3400 Hz, sent at 8 kHz), -20 dB gain, and silence padding to twice the length. Writes
+``cv.json`` (every fold and the means), ``confusion_8.png`` / ``confusion_7.png`` (pooled over
+folds, the ensemble) and ``cv.md`` (the tables for the README and model card). Interrupted
+runs resume: fold models (``fold{N}_seed{S}.pt``) and scored folds (``fold{N}.json``) are
+reused when their clips and recipe match.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ import torch
 from ml import audio, checkpoint, plots
 from ml.data import ravdess
 from ml.labels import EMOTIONS, merge_calm
+from ml.models.ser import SERNet
 from ml.recognize import EmotionRecognizer
 from ml.runtime import setup_cli
+from ml.train_ser import band_limit, ensemble_of, fit, parse_seeds
 
 log = logging.getLogger(__name__)
 PERTURBATIONS = ("clean", "noise_10db", "telephone_8k", "gain_-20db", "pad_2x")
@@ -66,8 +70,6 @@ def perturb(wave: np.ndarray, kind: str, seed: int) -> np.ndarray:
         rms = np.sqrt(np.mean(wave ** 2))
         return (wave + rng.standard_normal(len(wave)).astype(np.float32) * rms / 10 ** (10 / 20)).astype(np.float32)
     if kind == "telephone_8k":
-        from ml.train_ser import band_limit
-
         narrow = band_limit(torch.from_numpy(wave), 300.0, 3400.0).numpy()
         at_8k = audio.resample(narrow, audio.SAMPLE_RATE, 8000)
         return audio.from_array(at_8k, 8000).samples
@@ -79,29 +81,55 @@ def perturb(wave: np.ndarray, kind: str, seed: int) -> np.ndarray:
     raise ValueError(f"unknown perturbation {kind!r}")
 
 
-def run_fold(fold: int, clips: list[ravdess.RavdessClip], waves: list[np.ndarray], args: argparse.Namespace) -> dict:
-    from ml.train_ser import fit
-
+def fold_members(fold: int, clips: list[ravdess.RavdessClip], waves: list[np.ndarray],
+                 args: argparse.Namespace) -> list[SERNet]:
+    """One model per seed trained on every fold but ``fold``; reused from ``fold{N}_seed{S}.pt``
+    when an earlier run trained it on the same clips with the same recipe."""
     out = Path(args.out)
     train = [i for i, c in enumerate(clips) if c.fold != fold]
-    test = [i for i, c in enumerate(clips) if c.fold == fold]
-    t0 = time.time()
-    model = fit([waves[i] for i in train], np.array([clips[i].label for i in train]), epochs=args.epochs,
-                seed=args.seed, desc=f"fold {fold}")
-    train_s = time.time() - t0
-    checkpoint.save(out / f"fold{fold}.pt", model, labels=EMOTIONS,
-                    data={"dataset": "RAVDESS speech", "split": f"train folds != {fold}",
-                          "fingerprint": ravdess.fingerprint([clips[i] for i in train])})
-    recognizer = EmotionRecognizer(model)
+    data = {"dataset": "RAVDESS speech", "split": f"train folds != {fold}",
+            "fingerprint": ravdess.fingerprint([clips[i] for i in train])}
+    members = []
+    for seed in args.seeds:
+        path = out / f"fold{fold}_seed{seed}.pt"
+        recipe = {"epochs": args.epochs, "seed": seed, "dry_run": args.dry_run}
+        if path.exists():
+            loaded = checkpoint.load(path, arch="ser-cnn")
+            if loaded.meta["data"] == data and loaded.meta["metrics"].get("recipe") == recipe:
+                log.info("fold %d seed %d: reusing %s", fold, seed, path)
+                members.append(loaded.model)
+                continue
+        t0 = time.time()
+        model = fit([waves[i] for i in train], np.array([clips[i].label for i in train]), epochs=args.epochs,
+                    seed=seed, dry_run=args.dry_run, desc=f"fold {fold} seed {seed}")
+        checkpoint.save(path, model, labels=EMOTIONS, data=data,
+                        metrics={"recipe": recipe, "train_seconds": round(time.time() - t0, 1)})
+        members.append(model)
+    return members
+
+
+def run_fold(fold: int, clips: list[ravdess.RavdessClip], waves: list[np.ndarray], args: argparse.Namespace) -> dict:
+    """Score the fold's models (the ensemble of its seeds, and each seed alone) on its held-out actors."""
+    members = fold_members(fold, clips, waves, args)
+    test = [i for i, c in enumerate(clips) if c.fold == fold][::30 if args.dry_run else 1]
     y = np.array([clips[i].label for i in test])
-    result: dict = {"fold": fold, "actors": sorted({clips[i].actor for i in test}), "train_seconds": round(train_s, 1)}
-    for kind in PERTURBATIONS:
-        probs = recognizer.predict([perturb(waves[i], kind, seed=i) for i in test])
-        pred = probs.argmax(1)
-        result[kind] = {"8": scores(y, pred), "7": scores_7(y, pred), "pred": pred.tolist()}
-    result["true"] = y.tolist()
-    log.info("fold %d: UA8 clean %.3f noise %.3f phone %.3f gain %.3f pad %.3f", fold,
-             *[result[k]["8"]["ua"] for k in PERTURBATIONS])
+    result: dict = {"fold": fold, "actors": sorted({clips[i].actor for i in test}), "seeds": args.seeds,
+                    "epochs": args.epochs, "dry_run": args.dry_run, "true": y.tolist()}
+
+    def score(model: torch.nn.Module) -> dict:
+        recognizer = EmotionRecognizer(model)
+        scored = {}
+        for kind in PERTURBATIONS:
+            pred = recognizer.predict([perturb(waves[i], kind, seed=i) for i in test]).argmax(1)
+            scored[kind] = {"8": scores(y, pred), "7": scores_7(y, pred), "pred": pred.tolist()}
+        return scored
+
+    singles = [score(m) for m in members]
+    result.update(score(ensemble_of(members)) if len(members) > 1 else singles[0])
+    result["members"] = [{"seed": seed, **{kind: single[kind]["8"]["ua"] for kind in PERTURBATIONS}}
+                         for seed, single in zip(args.seeds, singles)]
+    log.info("fold %d: UA8 clean %.3f noise %.3f phone %.3f gain %.3f pad %.3f; single seeds clean %s", fold,
+             *[result[k]["8"]["ua"] for k in PERTURBATIONS], [round(m["clean"], 3) for m in result["members"]])
     return result
 
 
@@ -110,6 +138,10 @@ def summarise(results: list[dict], out: Path) -> dict:
     for r in results:
         summary["folds"].append({"fold": r["fold"], "actors": r["actors"],
                                  **{k: {n: r[k][n] for n in ("8", "7")} for k in PERTURBATIONS}})
+    summary["single_seed_mean_ua8"] = {
+        str(seed): {kind: float(np.mean([r["members"][j][kind] for r in results])) for kind in PERTURBATIONS}
+        for j, seed in enumerate(results[0]["seeds"])
+    }
     for kind in PERTURBATIONS:
         summary["mean"][kind] = {
             n: {m: float(np.mean([r[kind][n][m] for r in results])) for m in ("ua", "wa", "macro_f1")} for n in ("8", "7")
@@ -132,11 +164,15 @@ def markdown(summary: dict) -> str:
     rows.append(("**mean**", "", summary["mean"]["clean"]))
     for name, actors, s in rows:
         lines.append(f"| {name} | {actors} | " + " | ".join(f"{100 * s[n][m]:.1f}" for n in ("8", "7") for m in ("ua", "wa", "macro_f1")) + " |")
-    lines += ["", "| condition | UA 8 | drop vs clean (points) | UA 7 |", "|---|---|---|---|"]
+    singles = summary["single_seed_mean_ua8"]
+    lines += ["", "| condition | UA 8 | drop vs clean (points) | UA 7 | "
+              + " | ".join(f"UA 8, seed {seed} alone" for seed in singles) + " |",
+              "|---|---|---|---|" + "---|" * len(singles)]
     clean = summary["mean"]["clean"]["8"]["ua"]
     for kind in PERTURBATIONS:
         s = summary["mean"][kind]
-        lines.append(f"| {kind} | {100 * s['8']['ua']:.1f} | {100 * (clean - s['8']['ua']):+.1f} | {100 * s['7']['ua']:.1f} |")
+        lines.append(f"| {kind} | {100 * s['8']['ua']:.1f} | {100 * (clean - s['8']['ua']):+.1f} | {100 * s['7']['ua']:.1f} | "
+                     + " | ".join(f"{100 * single[kind]:.1f}" for single in singles.values()) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -146,8 +182,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", default="runs/ser_cv")
     p.add_argument("--folds", default="1,2,3,4,5,6")
     p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=parse_seeds, default=[0, 1],
+                   help="one model per seed and fold; the folds are scored with their seeds' ensemble")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--dry-run", action="store_true", help="one training batch per model, every 30th held-out clip")
     args = p.parse_args(argv)
     setup_cli(args.threads, "cpu")
     out = Path(args.out)
@@ -157,9 +195,12 @@ def main(argv: list[str] | None = None) -> dict:
     results = []
     for fold in [int(f) for f in args.folds.split(",")]:
         path = out / f"fold{fold}.json"
-        if not path.exists():
-            path.write_text(json.dumps(run_fold(fold, clips, waves, args)))
-        results.append(json.loads(path.read_text()))
+        done = json.loads(path.read_text()) if path.exists() else {}
+        recipe = ("seeds", "epochs", "dry_run")  # a fold scored with another recipe is scored again
+        if [done.get(k) for k in recipe] != [getattr(args, k) for k in recipe]:
+            done = run_fold(fold, clips, waves, args)
+            path.write_text(json.dumps(done))
+        results.append(done)
     summary = summarise(results, out)
     print(markdown(summary))
     return summary

@@ -9,7 +9,7 @@ import torch
 
 from ml import audio, checkpoint
 from ml.labels import EMOTIONS
-from ml.models.ser import SERNet
+from ml.models.ser import SEREnsemble, SERNet
 
 #: Audio longer than this is cut into windows of this length whose probabilities are averaged
 #: (weighted by length), so memory per clip is bounded whatever the duration.
@@ -19,7 +19,7 @@ WINDOW_S = 8.0
 class EmotionRecognizer:
     """A loaded SER model on a device. ``predict`` takes any batch of decoded clips."""
 
-    def __init__(self, model: SERNet, device: torch.device | str = "cpu", *, window_s: float = WINDOW_S,
+    def __init__(self, model: SERNet | SEREnsemble, device: torch.device | str = "cpu", *, window_s: float = WINDOW_S,
                  max_pieces_per_pass: int = 32) -> None:
         assert model.config.n_classes == len(EMOTIONS), "the SER model must predict the 8 project emotions"
         self.model = model.to(device).eval()
@@ -29,7 +29,7 @@ class EmotionRecognizer:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: torch.device | str = "cpu") -> tuple["EmotionRecognizer", checkpoint.Loaded]:
-        loaded = checkpoint.load(path, arch="ser-cnn", labels=EMOTIONS, device=device)
+        loaded = checkpoint.load(path, arch=checkpoint.SER_MODELS, labels=EMOTIONS, device=device)
         return cls(loaded.model, device), loaded
 
     def pieces(self, wave: np.ndarray | torch.Tensor) -> list[torch.Tensor]:

@@ -12,6 +12,12 @@ silence exactly as at inference, then randomly speed-perturbed (0.9/1.0/1.1), ga
 (-25..+6 dB), band-limited to the telephone band (300-3400 Hz) and mixed with white, pink or
 brown noise at 5-30 dB SNR; the log-mel is normalised per clip (gain-invariant), SpecAugment masks
 time and frequency, and mixup blends clips. ``evaluate_ser`` measures what this buys.
+
+Two seeds (``--seeds 0,1``) train two networks on the same clips, shipped as one
+``ser-ensemble`` checkpoint that averages their probabilities: on 240 held-out clips a single
+model's UA moves by several points with the seed alone, and averaging two removes part of that
+variance (``evaluate_ser`` reports the ensemble next to each seed alone). ``--seeds 0`` ships
+a single network.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from tqdm import tqdm
 from ml import audio, checkpoint
 from ml.data import ravdess
 from ml.labels import EMOTIONS
-from ml.models.ser import SERConfig, SERNet
+from ml.models.ser import SERConfig, SEREnsemble, SERNet
 from ml.recognize import EmotionRecognizer
 from ml.runtime import seed_everything, setup_cli
 
@@ -136,6 +142,22 @@ def fit(waves: list[np.ndarray], labels: np.ndarray, *, epochs: int, batch_size:
     return model.eval()
 
 
+def parse_seeds(text: str) -> list[int]:
+    """``"0,1"`` -> [0, 1]; an argparse type, so a bad list is a usage error."""
+    try:
+        seeds = [int(s) for s in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds must be comma-separated integers, got {text!r}") from None
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"seeds repeat: {text!r}")
+    return seeds
+
+
+def ensemble_of(members: list[SERNet]) -> SERNet | SEREnsemble:
+    """One member ships as itself; several as an ensemble that averages their probabilities."""
+    return members[0] if len(members) == 1 else SEREnsemble.of(members)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="RAVDESS root holding manifest.csv and Actor_XX/")
@@ -144,7 +166,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=parse_seeds, default=[0, 1],
+                   help="comma-separated: one model per seed; several are shipped as one averaging ensemble")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--dry-run", action="store_true", help="one batch on 8 clips, in seconds")
@@ -162,16 +185,22 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.time()
     waves = ravdess.load_waves(train)
     log.info("decoded %d training clips in %.1f s", len(waves), time.time() - t0)
-    model = fit(waves, np.array([c.label for c in train]), epochs=args.epochs, batch_size=args.batch_size,
-                lr=args.lr, seed=args.seed, device=device, dry_run=args.dry_run)
+    seeds = args.seeds
+    members = [fit(waves, np.array([c.label for c in train]), epochs=args.epochs, batch_size=args.batch_size,
+                   lr=args.lr, seed=seed, device=device, dry_run=args.dry_run, desc=f"seed {seed}") for seed in seeds]
+    model = ensemble_of(members)
     metrics: dict = {"train_clips": len(train), "train_seconds": round(time.time() - t0, 1),
-                     "recipe": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
-                                "config": asdict(model.config)}}
+                     "recipe": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seeds": seeds,
+                                "config": asdict(members[0].config)}}
     if test:
         from ml.evaluate_ser import scores
 
-        probs = EmotionRecognizer(model, device).predict(ravdess.load_waves(test))
-        metrics["holdout"] = {"fold": args.holdout_fold, **scores(np.array([c.label for c in test]), probs.argmax(1))}
+        test_waves, y = ravdess.load_waves(test), np.array([c.label for c in test])
+        metrics["holdout"] = {"fold": args.holdout_fold,
+                              **scores(y, EmotionRecognizer(model, device).predict(test_waves).argmax(1))}
+        if len(members) > 1:
+            metrics["holdout"]["members"] = [scores(y, EmotionRecognizer(m, device).predict(test_waves).argmax(1))
+                                             for m in members]
         log.info("held-out fold %d: %s", args.holdout_fold, metrics["holdout"])
     actors = sorted({c.actor for c in train})
     data = {"dataset": "RAVDESS speech", "actors": actors, "clips": len(train),

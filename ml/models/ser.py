@@ -1,8 +1,10 @@
-"""Speech emotion network: a small masked CNN over log-mel with attentive statistics pooling."""
+"""Speech emotion network: a small masked CNN over log-mel with attentive statistics pooling,
+and an ensemble of such networks trained from different seeds."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -103,3 +105,48 @@ class SERNet(nn.Module):
         x = x * _time_mask(frames, t, x.dtype)[:, None, None, :]
         x = self.project(x.reshape(b, c * m, t))  # (B, D, T')
         return self.head(self.pool(x, frames))  # (B, n_classes)
+
+
+@dataclass
+class SEREnsembleConfig:
+    member: SERConfig = field(default_factory=SERConfig)
+    size: int = 2
+
+    def __post_init__(self) -> None:
+        if isinstance(self.member, dict):  # as stored in a checkpoint
+            self.member = SERConfig(**self.member)
+        assert self.size >= 1, "an ensemble needs at least one member"
+
+    @property
+    def n_classes(self) -> int:
+        return self.member.n_classes
+
+    @property
+    def n_mels(self) -> int:
+        return self.member.n_mels
+
+
+class SEREnsemble(nn.Module):
+    """Same-architecture :class:`SERNet` members trained from different seeds.
+
+    The output is the log of the members' mean probability, so a softmax over it (what every
+    caller does with logits) is the averaged prediction.
+    """
+
+    def __init__(self, config: SEREnsembleConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.members = nn.ModuleList(SERNet(config.member) for _ in range(config.size))
+
+    @classmethod
+    def of(cls, members: list[SERNet]) -> "SEREnsemble":
+        configs = {repr(m.config) for m in members}
+        assert len(configs) == 1, f"ensemble members must share one architecture, got {configs}"
+        ensemble = cls(SEREnsembleConfig(member=members[0].config, size=len(members)))
+        for slot, member in zip(ensemble.members, members):
+            slot.load_state_dict(member.state_dict())
+        return ensemble.eval()
+
+    def forward(self, feats: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        log_probs = torch.stack([F.log_softmax(m(feats, frames), dim=-1) for m in self.members])  # (K, B, C)
+        return torch.logsumexp(log_probs, dim=0) - math.log(len(self.members))

@@ -4,7 +4,7 @@ import torch
 from ml import audio, checkpoint
 from ml.labels import EMOTIONS, FER_CLASSES
 from ml.models.gan import Generator, GeneratorConfig
-from ml.models.ser import SERConfig, SERNet
+from ml.models.ser import SERConfig, SEREnsemble, SERNet
 
 
 def test_round_trip_rebuilds_the_same_network(tmp_path):
@@ -54,3 +54,18 @@ def test_wrong_arch_missing_and_corrupt_files(tmp_path):
     torch.save({"state_dict": {}}, tmp_path / "bare.pt")
     with pytest.raises(checkpoint.CheckpointError, match="format"):
         checkpoint.load(tmp_path / "bare.pt")
+
+
+def test_ser_ensemble_round_trip_averages_its_members(tmp_path):
+    torch.manual_seed(0)
+    members = [SERNet(SERConfig(channels=(4, 8, 8, 8), embed_dim=16)).eval() for _ in range(2)]
+    ensemble = SEREnsemble.of(members)
+    path = checkpoint.save(tmp_path / "ser.pt", ensemble, labels=EMOTIONS)
+    loaded = checkpoint.load(path, arch=checkpoint.SER_MODELS)
+    assert loaded.meta["arch"] == "ser-ensemble" and loaded.meta["feature_params"] == audio.FEATURE_PARAMS
+    assert loaded.model.config == ensemble.config and loaded.model.config.member == members[0].config
+    feats, frames = torch.randn(3, 64, 90), torch.tensor([90, 70, 40])
+    with torch.no_grad():
+        mean_probs = torch.stack([m(feats, frames).softmax(-1) for m in members]).mean(0)
+        torch.testing.assert_close(loaded.model(feats, frames).softmax(-1), mean_probs)
+        assert not torch.allclose(members[0](feats, frames), members[1](feats, frames)), "members differ"

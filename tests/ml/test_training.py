@@ -45,12 +45,49 @@ def test_gan_resumes(tmp_path):
 
 @pytest.mark.data
 def test_ser_dry_run(tmp_path):
+    """The default recipe trains seeds 0 and 1 and ships them as one ensemble."""
     out = tmp_path / "ser.pt"
     metrics = train_ser.main(["--data", str(DATA / "ravdess"), "--out", str(out), "--dry-run", "--holdout-fold", "1"])
-    assert metrics["train_clips"] == 8 and "holdout" in metrics
-    loaded = checkpoint.load(out, arch="ser-cnn")
-    assert loaded.meta["data"]["split"] == "all folds except 1"
+    assert metrics["train_clips"] == 8 and metrics["recipe"]["seeds"] == [0, 1]
+    assert len(metrics["holdout"]["members"]) == 2 and 0 <= metrics["holdout"]["ua"] <= 1
+    loaded = checkpoint.load(out, arch="ser-ensemble")
+    assert loaded.meta["data"]["split"] == "all folds except 1" and loaded.model.config.size == 2
     assert json.loads(out.with_name("ser.pt.json").read_text())["train_clips"] == 8
+
+
+@pytest.mark.data
+def test_ser_dry_run_one_seed_ships_a_single_network(tmp_path):
+    out = tmp_path / "ser.pt"
+    metrics = train_ser.main(["--data", str(DATA / "ravdess"), "--out", str(out), "--dry-run", "--seeds", "3"])
+    assert metrics["recipe"]["seeds"] == [3] and "holdout" not in metrics
+    assert checkpoint.load(out, arch="ser-cnn").meta["data"]["split"] == "all 24 actors"
+
+
+def test_ser_seed_list_is_checked():
+    with pytest.raises(SystemExit):
+        train_ser.parse_args(["--data", "x", "--out", "y", "--seeds", "0,0"])
+    assert train_ser.parse_args(["--data", "x", "--out", "y", "--seeds", "2,5"]).seeds == [2, 5]
+
+
+@pytest.mark.data
+def test_ser_cross_validation_dry_run_reuses_its_members(tmp_path, caplog):
+    """Two folds, two seeds: every table figure present, and a rerun trains nothing again."""
+    from ml import evaluate_ser
+
+    args = ["--data", str(DATA / "ravdess"), "--out", str(tmp_path / "cv"), "--folds", "1,2", "--dry-run"]
+    summary = evaluate_ser.main(args)
+    assert [f["fold"] for f in summary["folds"]] == [1, 2]
+    assert set(summary["single_seed_mean_ua8"]) == {"0", "1"}
+    for kind in evaluate_ser.PERTURBATIONS:
+        assert 0 <= summary["mean"][kind]["8"]["ua"] <= 1 and 0 <= summary["mean"][kind]["7"]["ua"] <= 1
+    assert (tmp_path / "cv" / "fold2_seed1.pt").exists() and (tmp_path / "cv" / "confusion_8.png").exists()
+    assert "seed 1 alone" in (tmp_path / "cv" / "cv.md").read_text()
+    for fold_json in (tmp_path / "cv").glob("fold*.json"):
+        fold_json.unlink()  # force scoring again: members must come from disk
+    with caplog.at_level("INFO", logger="ml.evaluate_ser"):
+        again = evaluate_ser.main(args)
+    assert sum("reusing" in r.getMessage() for r in caplog.records) == 4
+    assert again["mean"] == summary["mean"]
 
 
 def test_gan_evaluation_runs_end_to_end(tmp_path, tiny_weights):
