@@ -5,12 +5,12 @@
 For each fold of the manifest (4 held-out actors), trains one model per seed (``--seeds``,
 default 0, as shipped) on the other 20 actors with the same recipe as the shipped model
 (``ml.train_ser.fit``), then scores it (with several seeds: their ensemble, and each seed
-alone) on the held-out clips clean and under four perturbations: white noise at 10 dB SNR, telephone band
-(300-3400 Hz, sent at 8 kHz), -20 dB gain, and silence padding to twice the length. Writes
-``cv.json`` (every fold and the means), ``confusion_8.png`` / ``confusion_7.png`` (pooled over
-folds) and ``cv.md`` (the tables for the README and model card). Interrupted
-runs resume: fold models (``fold{N}_seed{S}.pt``) and scored folds (``fold{N}.json``) are
-reused when their clips and recipe match.
+alone) on the held-out clips clean and under four perturbations: white noise at 10 dB SNR,
+telephone band (300-3400 Hz, sent at 8 kHz), -20 dB gain, and silence padding to twice the
+length. Writes ``cv.json`` (every fold and the means), ``confusion_8.png`` /
+``confusion_7.png`` (pooled over folds) and ``cv.md`` (the tables for the README and model
+card). Interrupted runs resume: fold models (``fold{N}_seed{S}.pt``) and scored folds
+(``fold{N}.json``) are reused when their clips and recipe match.
 """
 
 from __future__ import annotations
@@ -116,11 +116,13 @@ def run_fold(fold: int, clips: list[ravdess.RavdessClip], waves: list[np.ndarray
     result: dict = {"fold": fold, "actors": sorted({clips[i].actor for i in test}), "seeds": args.seeds,
                     "epochs": args.epochs, "dry_run": args.dry_run, "true": y.tolist()}
 
+    views = {kind: [perturb(waves[i], kind, seed=i) for i in test] for kind in PERTURBATIONS}  # once, for every model
+
     def score(model: torch.nn.Module) -> dict:
         recognizer = EmotionRecognizer(model)
         scored = {}
-        for kind in PERTURBATIONS:
-            pred = recognizer.predict([perturb(waves[i], kind, seed=i) for i in test]).argmax(1)
+        for kind, clips_of_kind in views.items():
+            pred = recognizer.predict(clips_of_kind).argmax(1)
             scored[kind] = {"8": scores(y, pred), "7": scores_7(y, pred), "pred": pred.tolist()}
         return scored
 

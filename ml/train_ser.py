@@ -187,12 +187,12 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.time()
     waves = ravdess.load_waves(train)
     log.info("decoded %d training clips in %.1f s", len(waves), time.time() - t0)
-    seeds = args.seeds
-    members = [fit(waves, np.array([c.label for c in train]), epochs=args.epochs, batch_size=args.batch_size,
-                   lr=args.lr, seed=seed, device=device, dry_run=args.dry_run, desc=f"seed {seed}") for seed in seeds]
+    labels = np.array([c.label for c in train])
+    members = [fit(waves, labels, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=seed,
+                   device=device, dry_run=args.dry_run, desc=f"seed {seed}") for seed in args.seeds]
     model = ensemble_of(members)
     metrics: dict = {"train_clips": len(train), "train_seconds": round(time.time() - t0, 1),
-                     "recipe": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seeds": seeds,
+                     "recipe": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seeds": args.seeds,
                                 "config": asdict(members[0].config)}}
     if test:
         from ml.evaluate_ser import scores
