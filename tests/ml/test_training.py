@@ -91,6 +91,19 @@ def test_ser_cross_validation_dry_run_reuses_its_members(tmp_path, caplog):
     assert again["mean"] == summary["mean"]
 
 
+def test_ser_cv_table_has_a_seed_column_only_for_several_seeds():
+    from ml import evaluate_ser
+
+    fold = {kind: {n: {"ua": 0.5, "wa": 0.5, "macro_f1": 0.5} for n in ("8", "7")} for kind in evaluate_ser.PERTURBATIONS}
+    summary = {"folds": [{"fold": 1, "actors": [1, 11], **fold}], "mean": fold,
+               "single_seed_mean_ua8": {"0": {kind: 0.5 for kind in evaluate_ser.PERTURBATIONS}}}
+    one = evaluate_ser.markdown(summary)
+    assert "alone" not in one and "| noise_10db | 50.0 | +0.0 | 50.0 |\n" in one
+    summary["single_seed_mean_ua8"]["1"] = {kind: 0.25 for kind in evaluate_ser.PERTURBATIONS}
+    two = evaluate_ser.markdown(summary)
+    assert "| UA 8, seed 0 alone | UA 8, seed 1 alone |" in two and "| pad_2x | 50.0 | +0.0 | 50.0 | 50.0 | 25.0 |" in two
+
+
 def test_gan_evaluation_runs_end_to_end(tmp_path, tiny_weights):
     """train-classifier --dry-run, then evaluate a tiny generator: every figure present and finite."""
     from ml import evaluate_gan
