@@ -38,6 +38,27 @@ _, BASE = _SERVER.__enter__()
 schema = schemathesis.openapi.from_url(BASE + "/openapi.json")
 
 
+def _raw_audio_bodies():
+    """Raw request bodies: a real clip, cut-off and corrupted copies of it, and arbitrary bytes."""
+    from hypothesis import strategies as st
+
+    from tests.conftest import fixture_clips
+
+    real = fixture_clips()["angry"].read_bytes()
+    return st.one_of(
+        st.just(real),
+        st.integers(0, len(real)).map(lambda n: real[:n]),
+        st.tuples(st.integers(0, len(real) - 1), st.binary(min_size=1, max_size=64)).map(
+            lambda t: real[:t[0]] + t[1] + real[t[0] + len(t[1]):]),
+        st.binary(max_size=4096),
+    )
+
+
+# Without a strategy schemathesis skips the raw-body variants of the audio routes.
+for _media_type in ("audio/wav", "audio/flac"):
+    schemathesis.openapi.media_type(_media_type, _raw_audio_bodies())
+
+
 @schema.parametrize()
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_server_errors(case):
