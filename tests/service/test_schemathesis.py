@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
-from tests.conftest import live_server
+from tests.conftest import fixture_clips, live_server
 
 pytestmark = pytest.mark.slow
 
@@ -40,10 +41,6 @@ schema = schemathesis.openapi.from_url(BASE + "/openapi.json")
 
 def _raw_audio_bodies():
     """Raw request bodies: a real clip, cut-off and corrupted copies of it, and arbitrary bytes."""
-    from hypothesis import strategies as st
-
-    from tests.conftest import fixture_clips
-
     real = fixture_clips()["angry"].read_bytes()
     return st.one_of(
         st.just(real),
