@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--data", required=True, help="RAVDESS root holding manifest.csv")
     p.add_argument("--out", default="runs/ser_cv")
     p.add_argument("--folds", default="1,2,3,4,5,6")
-    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--epochs", type=int, default=90)
     p.add_argument("--seeds", type=parse_seeds, default=[0],
                    help="one model per seed and fold; the folds are scored with their seeds' ensemble")
     p.add_argument("--threads", type=int, default=0)

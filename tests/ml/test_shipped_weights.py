@@ -34,7 +34,8 @@ def test_ser_classifies_the_fixture_clips(recognizer):
     predicted = [EMOTIONS[i] for i in probs.argmax(1)]
     correct = sum(p == e for p, e in zip(predicted, clips))
     # these clips are from training actors; chance is 1 in 8
-    assert correct >= 7, dict(zip(clips, predicted))  # measured 7/8 (sad->fearful)
+    # measured 8/8, sad the least sure (p 0.42); one slack for a retrain or another CPU
+    assert correct >= 7, dict(zip(clips, predicted))
 
 
 def test_generator_file_and_card():
