@@ -29,6 +29,10 @@ LOG_EPS = 1e-10  # tiny: a gain change must only shift log-mel by a constant (re
 TRIM_TOP_DB = 40.0  # frames more than 40 dB below the loudest frame count as silence
 TRIM_MARGIN_S = 0.1  # keep this much context either side of the voiced region
 
+#: Speed factors of training's speed perturbation, which inference averages over (test-time
+#: augmentation, :class:`ml.recognize.EmotionRecognizer`).
+SPEED_FACTORS = (0.9, 1.0, 1.1)
+
 MIN_DURATION_S = 0.5
 MAX_DURATION_S = 60.0
 MIN_INPUT_RATE = 4_000
@@ -182,6 +186,15 @@ def trim_silence(wave: torch.Tensor) -> torch.Tensor:
         end = min(n, start + need)
         start = max(0, end - need)
     return wave[start:end]
+
+
+def change_speed(wave: torch.Tensor, factor: float) -> torch.Tensor:
+    """Play a (T,) wave ``factor`` times faster by linear interpolation: tempo and pitch change
+    together, as in training's speed perturbation. ``factor`` 1.0 returns the wave itself."""
+    if factor == 1.0:
+        return wave
+    n = int(wave.shape[-1] / factor)
+    return torch.nn.functional.interpolate(wave[None, None], size=n, mode="linear", align_corners=False)[0, 0]
 
 
 def num_frames(num_samples: torch.Tensor | int) -> torch.Tensor | int:

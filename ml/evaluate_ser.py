@@ -5,7 +5,9 @@
 For each fold of the manifest (4 held-out actors), trains one model per seed (``--seeds``,
 default 0, as shipped) on the other 20 actors with the same recipe as the shipped model
 (``ml.train_ser.fit``), then scores it (with several seeds: their ensemble, and each seed
-alone) on the held-out clips clean and under four perturbations: white noise at 10 dB SNR,
+alone) through the service's :class:`ml.recognize.EmotionRecognizer`, test-time views included
+(``--speeds``; ``--speeds 1.0`` scores one view), on the held-out clips clean and under four
+perturbations: white noise at 10 dB SNR,
 telephone band (300-3400 Hz, sent at 8 kHz), -20 dB gain, and silence padding to twice the
 length. Writes ``cv.json`` (every fold and the means), ``confusion_8.png`` /
 ``confusion_7.png`` (pooled over folds) and ``cv.md`` (the tables for the README and model
@@ -81,6 +83,17 @@ def perturb(wave: np.ndarray, kind: str, seed: int) -> np.ndarray:
     raise ValueError(f"unknown perturbation {kind!r}")
 
 
+def parse_speeds(text: str) -> list[float]:
+    """``"0.9,1.0,1.1"`` -> [0.9, 1.0, 1.1]; an argparse type, so a bad list is a usage error."""
+    try:
+        speeds = [float(s) for s in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"speeds must be comma-separated numbers, got {text!r}") from None
+    if not all(0.5 <= s <= 2.0 for s in speeds):
+        raise argparse.ArgumentTypeError(f"speed factors must lie in 0.5-2.0, got {text!r}")
+    return speeds
+
+
 def fold_members(fold: int, clips: list[ravdess.RavdessClip], waves: list[np.ndarray],
                  args: argparse.Namespace) -> list[SERNet]:
     """One model per seed trained on every fold but ``fold``; reused from ``fold{N}_seed{S}.pt``
@@ -114,12 +127,12 @@ def run_fold(fold: int, clips: list[ravdess.RavdessClip], waves: list[np.ndarray
     test = [i for i, c in enumerate(clips) if c.fold == fold][::30 if args.dry_run else 1]
     y = np.array([clips[i].label for i in test])
     result: dict = {"fold": fold, "actors": sorted({clips[i].actor for i in test}), "seeds": args.seeds,
-                    "epochs": args.epochs, "dry_run": args.dry_run, "true": y.tolist()}
+                    "epochs": args.epochs, "speeds": args.speeds, "dry_run": args.dry_run, "true": y.tolist()}
 
     views = {kind: [perturb(waves[i], kind, seed=i) for i in test] for kind in PERTURBATIONS}  # once, for every model
 
     def score(model: torch.nn.Module) -> dict:
-        recognizer = EmotionRecognizer(model)
+        recognizer = EmotionRecognizer(model, speeds=args.speeds)
         scored = {}
         for kind, clips_of_kind in views.items():
             pred = recognizer.predict(clips_of_kind).argmax(1)
@@ -188,6 +201,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--epochs", type=int, default=90)
     p.add_argument("--seeds", type=parse_seeds, default=[0],
                    help="one model per seed and fold; the folds are scored with their seeds' ensemble")
+    p.add_argument("--speeds", type=parse_speeds, default=list(audio.SPEED_FACTORS),
+                   help="test-time views, comma-separated speed factors (as served: 0.9,1.0,1.1; 1.0: one view)")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--dry-run", action="store_true", help="one training batch per model, every 30th held-out clip")
     args = p.parse_args(argv)
@@ -200,7 +215,7 @@ def main(argv: list[str] | None = None) -> dict:
     for fold in [int(f) for f in args.folds.split(",")]:
         path = out / f"fold{fold}.json"
         done = json.loads(path.read_text()) if path.exists() else {}
-        recipe = ("seeds", "epochs", "dry_run")  # a fold scored with another recipe is scored again
+        recipe = ("seeds", "epochs", "speeds", "dry_run")  # a fold scored otherwise is scored again
         if [done.get(k) for k in recipe] != [getattr(args, k) for k in recipe]:
             done = run_fold(fold, clips, waves, args)
             path.write_text(json.dumps(done))

@@ -20,7 +20,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ml.audio import SAMPLE_RATE
+from ml.audio import SAMPLE_RATE, SPEED_FACTORS
 from ml.generate import FaceGenerator
 from ml.recognize import EmotionRecognizer
 from ml.runtime import select_device
@@ -113,7 +113,9 @@ def load_engines(settings: Settings, metrics: Metrics) -> Engines:
     if settings.cpu_threads:
         torch.set_num_threads(settings.cpu_threads)
     device = select_device(settings.device)
-    (recognizer, ser_loaded), ser_s = timed(lambda: EmotionRecognizer.from_checkpoint(settings.ser_weights, device))
+    speeds = SPEED_FACTORS if settings.ser_views == 3 else (1.0,)
+    (recognizer, ser_loaded), ser_s = timed(
+        lambda: EmotionRecognizer.from_checkpoint(settings.ser_weights, device, speeds=speeds))
     (generator, gen_loaded), gen_s = timed(lambda: FaceGenerator.from_checkpoint(settings.generator_weights, device))
     models = [_info("ser", settings.ser_weights, ser_loaded, ser_s),
               _info("generator", settings.generator_weights, gen_loaded, gen_s)]

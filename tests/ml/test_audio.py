@@ -120,3 +120,14 @@ def test_resample_equals_librosa_soxr_hq():
     x = speechlike(1.0, sr=44_100)
     np.testing.assert_allclose(audio.resample(x, 44_100, 16_000),
                                librosa.resample(x, orig_sr=44_100, target_sr=16_000, res_type="soxr_hq"), atol=1e-6)
+
+
+def test_change_speed_scales_the_length_and_keeps_factor_one_exact():
+    x = torch.from_numpy(speechlike(2.0))
+    assert audio.change_speed(x, 1.0) is x
+    assert audio.change_speed(x, 1.1).shape[-1] == int(len(x) / 1.1)
+    slow = audio.change_speed(x, 0.9)
+    assert slow.shape[-1] == int(len(x) / 0.9)
+    # slowing down keeps the waveform: resampled back it matches the original (linear interpolation)
+    back = torch.nn.functional.interpolate(slow[None, None], size=len(x), mode="linear", align_corners=False)[0, 0]
+    assert float((back - x).pow(2).mean() / x.pow(2).mean()) < 0.05

@@ -89,6 +89,20 @@ def test_ser_cross_validation_dry_run_reuses_its_members(tmp_path, caplog):
         again = evaluate_ser.main(args)
     assert sum("reusing" in r.getMessage() for r in caplog.records) == 4
     assert again["mean"] == summary["mean"]
+    caplog.clear()
+    with caplog.at_level("INFO", logger="ml.evaluate_ser"):  # other test-time views: scored again, not trained
+        evaluate_ser.main(args + ["--speeds", "1.0"])
+    assert sum("reusing" in r.getMessage() for r in caplog.records) == 4
+    assert json.loads((tmp_path / "cv" / "fold1.json").read_text())["speeds"] == [1.0]
+
+
+def test_ser_cv_speed_list_is_checked():
+    from ml import evaluate_ser
+
+    assert evaluate_ser.parse_speeds("0.9,1.0,1.1") == [0.9, 1.0, 1.1]
+    for bad in ("fast", "0.1"):
+        with pytest.raises(Exception, match="speed"):
+            evaluate_ser.parse_speeds(bad)
 
 
 def test_ser_cv_table_has_a_seed_column_only_for_several_seeds():

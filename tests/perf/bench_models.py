@@ -74,7 +74,7 @@ def main() -> dict:
     out: dict = {"device": str(device), "threads": args.threads, "torch": torch.__version__,
                  "ser_file_mb": round(Path(args.ser).stat().st_size / 1e6, 3),
                  "generator_file_mb": round(Path(args.generator).stat().st_size / 1e6, 3),
-                 "ser_parameters": sum(p.numel() for p in rec.model.parameters()),
+                 "ser_parameters": sum(p.numel() for p in ser_loaded.model.parameters()),
                  "generator_parameters": sum(p.numel() for p in gen.model.parameters())}
     for name, data in (("ser_4s_flac_16k", four_second_clip(16_000, 1, "FLAC")),
                        ("ser_4s_wav_48k_stereo", four_second_clip(48_000, 2, "WAV"))):

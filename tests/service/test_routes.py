@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from ml.labels import EMOTIONS
-from tests.conftest import fixture_clips, make_client, speechlike, wav_bytes
+from tests.conftest import SHIPPED_SER, fixture_clips, make_client, speechlike, wait_ready, wav_bytes
 
 PROBLEM = "application/problem+json"
 
@@ -78,6 +78,23 @@ def test_emotion_contract(client, how):
     assert body["emotion"] == max(body["probabilities"], key=body["probabilities"].get)
     assert body["confidence"] == body["probabilities"][body["emotion"]]
     assert (body["sample_rate"], body["channels"]) == (16000, 1) and 3 < body["duration_s"] < 6
+
+
+def test_emotion_hears_the_configured_test_time_views(tiny_weights):
+    """EMOFACE_SER_VIEWS=1 scores one view, 3 (the default) the three speeds: what the recognizer gives."""
+    from ml import audio
+    from ml.recognize import EmotionRecognizer
+
+    answers = {}
+    for views, speeds in ((1, (1.0,)), (3, (0.9, 1.0, 1.1))):
+        recognizer, _ = EmotionRecognizer.from_checkpoint(SHIPPED_SER, speeds=speeds)
+        want = recognizer.predict([audio.decode(clip_bytes()).samples])[0]
+        with make_client(SHIPPED_SER, tiny_weights[1], ser_views=views) as client:
+            wait_ready(client)
+            got = client.post("/emotion", content=clip_bytes(), headers={"Content-Type": "audio/flac"}).json()
+        answers[views] = [got["probabilities"][e] for e in EMOTIONS]
+        np.testing.assert_allclose(answers[views], want, atol=1e-5)
+    assert np.abs(np.subtract(answers[1], answers[3])).max() > 0.01  # the setting changes the answer
 
 
 def test_emotion_reports_input_format(client):
