@@ -160,6 +160,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--r1", type=float, help="R1 penalty weight on real faces (0 = off), applied every 4th step")
     p.add_argument("--aux", type=float, help="weight of the auxiliary classification loss through D's "
                    "class projection (ours only): D learns to classify real faces, G to be classified as asked")
+    p.add_argument("--mode-seeking", type=float, default=0.0,
+                   help="weight of MSGAN's mode-seeking term: two latents of one class must give faces as far apart "
+                        "as the latents are (0 = off)")
     p.add_argument("--spectral-norm", action=argparse.BooleanOptionalAction, help="spectral norm in D (ours only)")
     p.add_argument("--balance", choices=["class", "sqrt", "none"], help="real-face sampling weights")
     p.add_argument("--seed", type=int, default=0)
@@ -257,6 +260,9 @@ def main(argv: list[str] | None = None) -> dict:
                 y_fake = y_real
             else:
                 y_fake = torch.randint(0, len(FER_CLASSES), (args.batch_size,), generator=rng).to(device)
+            half = args.batch_size // 2
+            if args.mode_seeking:  # pairs (i, i + half) share a class, so the term spreads faces within a class
+                y_fake = torch.cat([y_fake[:half], y_fake[:half], y_fake[2 * half:]])
 
             # (1) update D on real vs generated faces
             fake = G(z, y_fake)
@@ -283,6 +289,10 @@ def main(argv: list[str] | None = None) -> dict:
                 loss_g = g_loss(D.score(h_fake, y_fake)) + args.aux * F.cross_entropy(D.class_logits(h_fake), y_fake)
             else:
                 loss_g = g_loss(D(augment(fake), y_fake))
+            if args.mode_seeking:  # MSGAN (Mao et al. 2019): 1 / (image distance / latent distance) per pair set
+                ratio = ((fake[:half] - fake[half:2 * half]).abs().mean()
+                         / (z[:half] - z[half:2 * half]).abs().mean())
+                loss_g = loss_g + args.mode_seeking / (ratio + 1e-5)
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             opt_g.step()
@@ -316,7 +326,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 def _recipe(args: argparse.Namespace) -> str:
     return (f"{args.recipe}: G base {args.g_channels}, D base {args.d_channels} (spectral norm {args.spectral_norm}), "
-            f"{args.loss} loss, R1 {args.r1}, aux classification {args.aux}, "
+            f"{args.loss} loss, R1 {args.r1}, aux classification {args.aux}, mode seeking {args.mode_seeking}, "
             f"Adam({args.beta1}, 0.999) lr G {args.lr_g} D {args.lr_d}, batch {args.batch_size}, EMA {args.ema_decay}, "
             f"balance={args.balance}, diffaugment={args.diffaugment}")
 
