@@ -97,6 +97,18 @@ def test_emotion_hears_the_configured_test_time_views(tiny_weights):
     assert np.abs(np.subtract(answers[1], answers[3])).max() > 0.01  # the setting changes the answer
 
 
+def test_ser_views_come_from_the_environment_and_are_checked(monkeypatch):
+    from pydantic import ValidationError
+
+    from service.config import Settings
+
+    monkeypatch.setenv("EMOFACE_SER_VIEWS", "1")
+    assert Settings(_env_file=None).ser_views == 1
+    monkeypatch.setenv("EMOFACE_SER_VIEWS", "2")
+    with pytest.raises(ValidationError, match="EMOFACE_SER_VIEWS must be 1 or 3"):
+        Settings(_env_file=None)
+
+
 def test_emotion_reports_input_format(client):
     x = speechlike(1.5, sr=48_000)
     r = client.post("/emotion", files={"file": ("s.wav", wav_bytes(np.stack([x, x, x], 1), 48_000, "PCM_24"))})
