@@ -61,10 +61,10 @@ class EmotionRecognizer:
         owners, pieces, weights = [], [], []
         for i, wave in enumerate(waves):
             for window in self.windows(wave):
-                for factor in self.speeds:  # each view of a window counts equally
+                for factor in self.speeds:  # every view of a window carries the window's length
                     owners.append(i)
                     pieces.append(audio.change_speed(window, factor))
-                    weights.append(window.shape[-1] / len(self.speeds))
+                    weights.append(window.shape[-1])
         step = self.max_pieces_per_pass
         logits = torch.cat([self.logits_of_pieces(pieces[i:i + step]) for i in range(0, len(pieces), step)])
         probs = torch.softmax(logits, dim=-1)  # (P, 8)
