@@ -13,7 +13,12 @@ baseline=weights/baseline_generator.pt``), draws ``--per-class`` faces per emoti
   * recognisability: the classifier's accuracy per requested emotion, next to its accuracy on
     real PrivateTest faces;
   * realism: the Frechet distance between the classifier's penultimate features of generated
-    faces and of PrivateTest faces, next to the real-vs-real floor (PublicTest vs PrivateTest);
+    faces and of PrivateTest faces, next to the real-vs-real floor (PublicTest vs PrivateTest).
+    The generated faces are weighted so that each emotion counts with its share of PrivateTest
+    (happy 24.5%, disgust 1.5%), as a conditional generator asked for labels drawn from the data
+    would be. Unweighted, the 7 emotions count equally and the distance measures the label mix
+    as much as the faces: real PublicTest faces weighted that way are 63x the floor away
+    (``frechet_uniform_labels``, reported alongside for both);
   * diversity: mean pairwise feature distance within each emotion, generated / real;
   * identity: for the same seed drawn as all 7 emotions, mean pixel distance (at 12x12, i.e.
     layout, pose, lighting) between its faces, divided by the same distance between different
@@ -55,10 +60,13 @@ def classify(model: FERClassifier, images: np.ndarray, batch: int = 512) -> tupl
     return np.concatenate(preds), np.concatenate(feats)
 
 
-def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Frechet distance between Gaussians fitted to two feature sets (N, D)."""
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+def frechet_distance(a: np.ndarray, b: np.ndarray, a_weights: np.ndarray | None = None) -> float:
+    """Frechet distance between Gaussians fitted to two feature sets (N, D).
+
+    ``a_weights`` (N,) weights the rows of ``a`` when fitting its Gaussian (None: equal weights).
+    """
+    mu_a, mu_b = np.average(a, axis=0, weights=a_weights), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False, aweights=a_weights), np.cov(b, rowvar=False)
     # trace of sqrt(cov_a cov_b) via the eigenvalues of the (similar) symmetric product
     sa = _sqrtm_psd(cov_a)
     eig = np.linalg.eigvalsh(sa @ cov_b @ sa)
@@ -69,6 +77,12 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 def _sqrtm_psd(m: np.ndarray) -> np.ndarray:
     w, v = np.linalg.eigh(m)
     return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+
+def label_weights(labels: np.ndarray, share: np.ndarray) -> np.ndarray:
+    """Per-row weights (N,) that give each class ``c`` the total weight ``share[c]``."""
+    counts = np.bincount(labels, minlength=len(share)).astype(float)
+    return np.asarray(share, dtype=float)[labels] / counts[labels]
 
 
 def per_class_recall(pred: np.ndarray, truth: np.ndarray) -> dict[str, float | None]:
@@ -133,14 +147,19 @@ def train_classifier(args: argparse.Namespace) -> dict:
 def evaluate(args: argparse.Namespace) -> dict:
     """Measure every ``--generator`` (``name=path`` or a path) against the same real faces."""
     clf = checkpoint.load(args.classifier, arch="fer-classifier", labels=FER_CLASSES).model
-    public_x, _ = fer2013.load(args.data, "PublicTest")
+    public_x, public_y = fer2013.load(args.data, "PublicTest")
     private_x, private_y = fer2013.load(args.data, "PrivateTest")
     real_pred, real_feat = classify(clf, private_x)
     _, public_feat = classify(clf, public_x)
+    share = np.bincount(private_y, minlength=len(FER_CLASSES)) / len(private_y)
+    uniform = np.full(len(FER_CLASSES), 1 / len(FER_CLASSES))
     real = {
         "classifier_real_accuracy": float((real_pred == private_y).mean()),
         "classifier_real_recall": per_class_recall(real_pred, private_y),
+        "private_label_share": dict(zip(FER_CLASSES, share.tolist())),
         "frechet_floor_public_vs_private": frechet_distance(public_feat, real_feat),
+        # what a perfect generator would score if its 7 emotions counted equally
+        "frechet_uniform_labels": frechet_distance(public_feat, real_feat, label_weights(public_y, uniform)),
         "real_diversity": {name: mean_pairwise(real_feat[private_y == c]) for c, name in enumerate(FER_CLASSES)},
     }
     reports = {}
@@ -176,8 +195,14 @@ def _evaluate_generator(path: str, clf: FERClassifier, real_feat: np.ndarray, re
     report["generated_accuracy_mean"] = float(np.mean([v["accuracy"] for v in report["per_class"].values()]))
     report["generated_accuracy_min"] = float(min(v["accuracy"] for v in report["per_class"].values()))
     report["diversity_ratio_min"] = float(min(v["diversity_ratio"] for v in report["per_class"].values()))
-    report["frechet_to_private"] = frechet_distance(np.concatenate(fake_feats), real_feat)
-    report["frechet_ratio"] = report["frechet_to_private"] / max(real["frechet_floor_public_vs_private"], 1e-8)
+    fake_labels = np.repeat(np.arange(len(FER_CLASSES)), n)
+    fake_feats = np.concatenate(fake_feats)
+    share = np.array([real["private_label_share"][c] for c in FER_CLASSES])
+    floor = max(real["frechet_floor_public_vs_private"], 1e-8)
+    report["frechet_to_private"] = frechet_distance(fake_feats, real_feat, label_weights(fake_labels, share))
+    report["frechet_ratio"] = report["frechet_to_private"] / floor
+    report["frechet_uniform_labels"] = frechet_distance(fake_feats, real_feat)
+    report["frechet_uniform_labels_ratio"] = report["frechet_uniform_labels"] / floor
     small = F.avg_pool2d(from_uint8(np.concatenate(fakes)), 4).reshape(len(FER_CLASSES), n, -1)  # (7, n, 144)
     seeds = min(n, 200)
     same_seed = np.mean([mean_pairwise(small[:, s].numpy()) for s in range(seeds)])
@@ -207,11 +232,17 @@ def markdown_table(result: dict) -> str:
     row("Frechet distance to PrivateTest", [f"{g['frechet_to_private']:.2f}" for g in gens],
         f"{real['frechet_floor_public_vs_private']:.2f} (PublicTest, the floor)")
     row("**Frechet distance / floor**", [f"**{g['frechet_ratio']:.1f}x**" for g in gens], "1x")
+    floor = real["frechet_floor_public_vs_private"]
+    row("Frechet distance / floor, 7 emotions weighted equally",
+        [f"{g['frechet_uniform_labels_ratio']:.1f}x" for g in gens],
+        f"{real['frechet_uniform_labels'] / max(floor, 1e-8):.1f}x (PublicTest weighted the same way)")
     for c in FER_CLASSES:
         row(f"diversity vs real, {c}", [f"{g['per_class'][c]['diversity_ratio']:.0%}" for g in gens], "100%")
     row("**diversity vs real, lowest emotion**", [f"**{g['diversity_ratio_min']:.0%}**" for g in gens], "100%")
     row("identity ratio (same seed, 7 emotions / different seeds)", [f"{g['identity_ratio']:.2f}" for g in gens], "")
-    return "\n".join(rows) + f"\n\n{result['per_class']} generated faces per emotion (seeds 0-{result['per_class'] - 1}).\n"
+    shares = ", ".join(f"{c} {v:.1%}" for c, v in real["private_label_share"].items())
+    return ("\n".join(rows) + f"\n\n{result['per_class']} generated faces per emotion (seeds 0-{result['per_class'] - 1}). "
+            f"In the Frechet distance each emotion counts with its share of PrivateTest ({shares}).\n")
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -143,9 +143,11 @@ def test_gan_evaluation_runs_end_to_end(tmp_path, tiny_weights):
     assert list(result["generators"]) == ["ours", tiny_weights[1].stem]
     report = result["generators"]["ours"]
     assert set(report["per_class"]) == {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
-    for key in ("generated_accuracy_mean", "frechet_to_private", "identity_ratio", "diversity_ratio_min"):
+    for key in ("generated_accuracy_mean", "frechet_to_private", "frechet_uniform_labels", "identity_ratio",
+                "diversity_ratio_min"):
         assert report[key] == report[key] and report[key] >= 0, key  # finite, non-negative
     assert result["real"]["frechet_floor_public_vs_private"] >= 0
+    assert abs(sum(result["real"]["private_label_share"].values()) - 1) < 1e-9
     assert report == {**result["generators"][tiny_weights[1].stem]}  # same file, same figures
     table = (tmp_path / "eval" / "gan_eval.md").read_text()
     assert "| Frechet distance to PrivateTest |" in table and "`ours`" in table
@@ -161,3 +163,25 @@ def test_frechet_distance_properties():
     assert frechet_distance(a, a) < 1e-6
     shifted = frechet_distance(a, a + 3.0)  # mean shift of 3 in 4 dims -> 36
     assert abs(shifted - 36.0) < 0.5
+
+
+def test_frechet_distance_weights_classes_by_their_share():
+    """Two classes, 1:3 in the reference but drawn 1:1: unweighted the mix is the distance; weighted
+    to the reference's shares the distance is the sampling noise, like resampling in proportion."""
+    import numpy as np
+
+    from ml.evaluate_gan import frechet_distance, label_weights
+
+    rng = np.random.default_rng(0)
+    centres = np.array([[4.0, 0, 0], [0, 4.0, 0]])
+    ref_y = np.repeat([0, 1], [1000, 3000])
+    ref = centres[ref_y] + rng.standard_normal((4000, 3))
+    gen_y = np.repeat([0, 1], [2000, 2000])
+    gen = centres[gen_y] + rng.standard_normal((4000, 3))
+    weights = label_weights(gen_y, np.array([0.25, 0.75]))
+    assert np.allclose(np.bincount(gen_y, weights=weights), [0.25, 0.75])
+    unweighted = frechet_distance(gen, ref)
+    weighted = frechet_distance(gen, ref, weights)
+    assert unweighted > 1.0 and weighted < 0.05, (unweighted, weighted)
+    uniform = np.full(len(gen), 1 / len(gen))
+    assert abs(frechet_distance(gen, ref, uniform) - unweighted) < 1e-9  # equal weights: unchanged
