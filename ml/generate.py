@@ -1,15 +1,24 @@
-"""Face generation shared by evaluation and the service: (class, seed) pairs in, uint8 faces out."""
+"""Face generation shared by training, evaluation and the service: (class, seed) pairs in, uint8
+faces out.
+
+    # the sample grid shown in the README and the card (rows = emotions, columns = seeds 0-9)
+    python -m ml.generate --generator weights/generator.pt --out weights/generator_samples.png
+"""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
-from ml import checkpoint
+from ml import checkpoint, plots
 from ml.labels import FER_CLASSES
 from ml.models.gan import latent_for_seed, to_uint8
+
+GRID_SEEDS = tuple(range(10))
 
 
 class FaceGenerator:
@@ -21,7 +30,7 @@ class FaceGenerator:
         self.device = torch.device(device)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: torch.device | str = "cpu") -> tuple["FaceGenerator", checkpoint.Loaded]:
+    def from_checkpoint(cls, path: str | Path, device: torch.device | str = "cpu") -> tuple[FaceGenerator, checkpoint.Loaded]:
         loaded = checkpoint.load(path, arch=checkpoint.GENERATORS, labels=FER_CLASSES, device=device)
         return cls(loaded.model, device), loaded
 
@@ -32,3 +41,24 @@ class FaceGenerator:
         z = torch.stack([latent_for_seed(s, self.model.config.latent_dim) for s in seeds]).to(self.device)
         y = torch.tensor(classes, dtype=torch.long, device=self.device)
         return to_uint8(self.model(z, y)).cpu().numpy()
+
+    def sample_grid(self, seeds=GRID_SEEDS) -> Image.Image:
+        """Every emotion (rows, labelled) for each seed (columns): one person per column."""
+        seeds = list(seeds)
+        classes = [c for c in range(len(FER_CLASSES)) for _ in seeds]
+        faces = self.render(classes, seeds * len(FER_CLASSES))
+        return plots.image_grid(faces, len(FER_CLASSES), len(seeds), row_labels=list(FER_CLASSES))
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="Draw a generator checkpoint's sample grid.")
+    p.add_argument("--generator", default="weights/generator.pt")
+    p.add_argument("--out", default="weights/generator_samples.png")
+    p.add_argument("--seeds", type=int, default=len(GRID_SEEDS), help="columns: seeds 0..n-1")
+    args = p.parse_args(argv)
+    gen, _ = FaceGenerator.from_checkpoint(args.generator)
+    gen.sample_grid(range(args.seeds)).save(args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -36,20 +36,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.nn import functional as F
 from tqdm import tqdm
 
 from ml import checkpoint, plots
 from ml.data import fer2013
+from ml.generate import GRID_SEEDS, FaceGenerator
 from ml.labels import FER_CLASSES
 from ml.models.baseline_gan import (BaselineDiscriminator, BaselineDiscriminatorConfig, BaselineGenerator,
                                     BaselineGeneratorConfig)
-from ml.models.gan import (Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, from_uint8, latent_for_seed,
-                           to_uint8)
+from ml.models.gan import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, from_uint8
 from ml.runtime import seed_everything, setup_cli
 
 log = logging.getLogger(__name__)
-GRID_SEEDS = list(range(10))
 R1_EVERY = 4
 RECIPES = {
     "ours": dict(batch_size=64, lr_g=2e-4, lr_d=2e-4, beta1=0.5, ema_decay=0.999, balance="sqrt", loss="bce",
@@ -128,17 +128,12 @@ def standing_stats(generator: torch.nn.Module, n_classes: int, batch: int = 256,
     generator.train(was_training)
 
 
-@torch.no_grad()
-def sample_grid(generator: Generator, device: torch.device) -> np.ndarray:
-    """(7 * len(GRID_SEEDS), 48, 48) uint8: every emotion for each fixed seed."""
-    z = torch.stack([latent_for_seed(s, generator.config.latent_dim) for s in GRID_SEEDS])
-    z = z.repeat(len(FER_CLASSES), 1).to(device)
-    y = torch.arange(len(FER_CLASSES)).repeat_interleave(len(GRID_SEEDS)).to(device)
+def sample_grid(generator: torch.nn.Module, device: torch.device) -> Image.Image:
+    """The fixed-seed grid (rows = emotions, columns = ``GRID_SEEDS``) of a generator in training."""
     was_training = generator.training
-    generator.eval()
-    images = to_uint8(generator(z, y)).cpu().numpy()
+    grid = FaceGenerator(generator, device).sample_grid(GRID_SEEDS)
     generator.train(was_training)
-    return images
+    return grid
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -315,7 +310,7 @@ def main(argv: list[str] | None = None) -> dict:
         for key, value in zip(history, sums / n):
             history[key].append(float(value))
         save_state(epoch + 1)  # also recomputes G_ema's batch-norm statistics for the grid
-        grid = plots.image_grid(sample_grid(G_ema, device), len(FER_CLASSES), len(GRID_SEEDS), row_labels=list(FER_CLASSES))
+        grid = sample_grid(G_ema, device)
         grid.save(out / "samples" / f"epoch_{epoch + 1:03d}.png")
         grid.save(out / "samples" / "latest.png")
         plots.line_chart(history, out / "losses.png", title="GAN losses per epoch")
