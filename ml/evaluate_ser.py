@@ -8,9 +8,9 @@ default 0, as shipped) on the other 20 actors with the same recipe as the shippe
 alone) through the service's :class:`ml.recognize.EmotionRecognizer`, test-time views included
 (``--speeds``; ``--speeds 1.0`` scores one view), on the held-out clips clean and under four
 perturbations: white noise at 10 dB SNR, telephone band (300-3400 Hz, sent at 8 kHz), -20 dB
-gain, and silence padding to twice the length. Writes ``cv.json`` (every fold and the means), ``confusion_8.png`` /
-``confusion_7.png`` (pooled over folds) and ``cv.md`` (the tables for the README and model
-card). Interrupted runs resume: fold models (``fold{N}_seed{S}.pt``) and scored folds
+gain, and silence padding to twice the length. Writes ``cv.json`` (every fold and the means),
+``confusion_8.png`` / ``confusion_7.png`` (pooled over folds) and ``cv.md`` (the tables for the
+README and model card). Interrupted runs resume: fold models (``fold{N}_seed{S}.pt``) and scored folds
 (``fold{N}.json``) are reused when their clips and recipe match.
 """
 
