@@ -155,6 +155,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--r1", type=float, help="R1 penalty weight on real faces (0 = off), applied every 4th step")
     p.add_argument("--aux", type=float, help="weight of the auxiliary classification loss through D's "
                    "class projection (ours only): D learns to classify real faces, G to be classified as asked")
+    p.add_argument("--aux-margin", type=float, default=0.0,
+                   help="G's auxiliary loss counts only a face's cross-entropy above this (ln 2: no push once D's "
+                        "classifier gives the asked class 50%%), so easy expressions are not sharpened into one "
+                        "typical face (0 = always push)")
     p.add_argument("--mode-seeking", type=float, default=0.0,
                    help="weight of MSGAN's mode-seeking term: two latents of one class must give faces as far apart "
                         "as the latents are (0 = off)")
@@ -281,7 +285,8 @@ def main(argv: list[str] | None = None) -> dict:
             # (2) update G: make D score its faces as real, for the requested class
             if args.aux:
                 h_fake = D.features(augment(fake))
-                loss_g = g_loss(D.score(h_fake, y_fake)) + args.aux * F.cross_entropy(D.class_logits(h_fake), y_fake)
+                ce = F.cross_entropy(D.class_logits(h_fake), y_fake, reduction="none")
+                loss_g = g_loss(D.score(h_fake, y_fake)) + args.aux * F.relu(ce - args.aux_margin).mean()
             else:
                 loss_g = g_loss(D(augment(fake), y_fake))
             if args.mode_seeking:  # MSGAN (Mao et al. 2019): 1 / (image distance / latent distance) per pair set
@@ -321,7 +326,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 def _recipe(args: argparse.Namespace) -> str:
     return (f"{args.recipe}: G base {args.g_channels}, D base {args.d_channels} (spectral norm {args.spectral_norm}), "
-            f"{args.loss} loss, R1 {args.r1}, aux classification {args.aux}, mode seeking {args.mode_seeking}, "
+            f"{args.loss} loss, R1 {args.r1}, aux classification {args.aux} (margin {args.aux_margin}), mode seeking {args.mode_seeking}, "
             f"Adam({args.beta1}, 0.999) lr G {args.lr_g} D {args.lr_d}, batch {args.batch_size}, EMA {args.ema_decay}, "
             f"balance={args.balance}, diffaugment={args.diffaugment}")
 
