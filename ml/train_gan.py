@@ -326,7 +326,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 def _recipe(args: argparse.Namespace) -> str:
     return (f"{args.recipe}: G base {args.g_channels}, D base {args.d_channels} (spectral norm {args.spectral_norm}), "
-            f"{args.loss} loss, R1 {args.r1}, aux classification {args.aux} (margin {args.aux_margin}), mode seeking {args.mode_seeking}, "
+            f"{args.loss} loss, R1 {args.r1}, aux classification {args.aux} (margin {args.aux_margin}), "
+            f"mode seeking {args.mode_seeking}, "
             f"Adam({args.beta1}, 0.999) lr G {args.lr_g} D {args.lr_d}, batch {args.batch_size}, EMA {args.ema_decay}, "
             f"balance={args.balance}, diffaugment={args.diffaugment}")
 

@@ -34,13 +34,11 @@ def test_gan_mode_seeking_pairs_share_a_class_and_enter_the_loss(tmp_path):
 
 def test_gan_aux_margin_drops_the_auxiliary_term_for_recognised_faces(tmp_path):
     """--aux-margin: G's auxiliary loss counts only cross-entropy above the margin. Same seed and batch:
-    a margin above any cross-entropy of the batch gives the loss without the term, 0 the full term."""
+    a margin above any cross-entropy of the batch gives the loss without the term."""
     csv = _tiny_fer_csv(tmp_path / "fer.csv", gz=False)
     common = ["--data", str(csv), "--dry-run", "--batch-size", "4", "--g-channels", "4", "--d-channels", "4"]
     full = train_gan.main([*common, "--out", str(tmp_path / "full"), "--aux", "0.5"])
     margin = train_gan.main([*common, "--out", str(tmp_path / "margin"), "--aux", "0.5", "--aux-margin", "100"])
-    none = train_gan.main([*common, "--out", str(tmp_path / "none"), "--aux", "0.5", "--aux-margin", "0"])
-    assert none["loss_g"][0] == pytest.approx(full["loss_g"][0])
     assert margin["loss_g"][0] < full["loss_g"][0] - 0.5 * 0.1  # 7 classes at random: cross-entropy near ln 7
     loaded = checkpoint.load(tmp_path / "margin" / "generator.pt", arch="cgan-generator")
     assert "(margin 100.0)" in loaded.meta["metrics"]["recipe"]
