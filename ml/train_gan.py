@@ -128,6 +128,26 @@ def standing_stats(generator: torch.nn.Module, n_classes: int, batch: int = 256,
     generator.train(was_training)
 
 
+def add_std_channel(D: Discriminator, d_state: dict, opt_state: dict) -> None:
+    """Widen a saved D (and its Adam moments) that lacks the minibatch-std input channel, in place.
+
+    The new input channel of the last convolution gets zero weights and zero moments, so the
+    widened D scores every batch exactly as the saved one did until training moves them.
+    """
+    ids = opt_state["param_groups"][0]["params"]  # Adam's state is keyed by parameter order
+    for i, (name, param) in enumerate(D.named_parameters()):
+        saved = d_state[name]
+        if saved.shape == param.shape:
+            continue
+        assert saved.dim() == 4 and saved.shape[1] + 1 == param.shape[1], f"cannot widen {name}"
+        d_state[name] = F.pad(saved, (0, 0, 0, 0, 0, 1))  # one more input channel, zero
+        moments = opt_state["state"].get(ids[i], {})
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in moments:
+                moments[key] = F.pad(moments[key], (0, 0, 0, 0, 0, 1))
+        log.info("widened %s to %s for the minibatch-std channel (new weights 0)", name, tuple(param.shape))
+
+
 def sample_grid(generator: torch.nn.Module, device: torch.device) -> Image.Image:
     """The fixed-seed grid (rows = emotions, columns = ``GRID_SEEDS``) of a generator in training."""
     was_training = generator.training
@@ -163,6 +183,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="weight of MSGAN's mode-seeking term: two latents of one class must give faces as far apart "
                         "as the latents are (0 = off)")
     p.add_argument("--spectral-norm", action=argparse.BooleanOptionalAction, help="spectral norm in D (ours only)")
+    p.add_argument("--minibatch-std", action="store_true",
+                   help="ProGAN's minibatch standard deviation channel in D (ours only); resuming a run without it "
+                        "adds the channel with zero weights, so D starts as it was")
     p.add_argument("--balance", choices=["class", "sqrt", "none"], help="real-face sampling weights")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
@@ -197,7 +220,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     if args.recipe == "ours":
         G = Generator(GeneratorConfig(base_channels=args.g_channels)).to(device)
-        D = Discriminator(DiscriminatorConfig(base_channels=args.d_channels, spectral_norm=args.spectral_norm)).to(device)
+        D = Discriminator(DiscriminatorConfig(base_channels=args.d_channels, spectral_norm=args.spectral_norm,
+                                              minibatch_std=args.minibatch_std)).to(device)
     else:
         G = BaselineGenerator(BaselineGeneratorConfig(base_channels=args.g_channels)).to(device)
         D = BaselineDiscriminator(BaselineDiscriminatorConfig(base_channels=args.d_channels)).to(device)
@@ -209,6 +233,8 @@ def main(argv: list[str] | None = None) -> dict:
     last = out / "last.pt"
     if last.exists() and not args.dry_run:
         state = checkpoint.read(last)["training_state"]
+        if args.recipe == "ours" and args.minibatch_std:
+            add_std_channel(D, state["D"], state["opt_d"])
         G.load_state_dict(state["G"]); D.load_state_dict(state["D"]); G_ema.load_state_dict(state["G_ema"])
         opt_g.load_state_dict(state["opt_g"]); opt_d.load_state_dict(state["opt_d"])
         start_epoch, step, history = state["epoch"], state["step"], state["history"]
@@ -327,7 +353,7 @@ def main(argv: list[str] | None = None) -> dict:
 def _recipe(args: argparse.Namespace) -> str:
     return (f"{args.recipe}: G base {args.g_channels}, D base {args.d_channels} (spectral norm {args.spectral_norm}), "
             f"{args.loss} loss, R1 {args.r1}, aux classification {args.aux} (margin {args.aux_margin}), "
-            f"mode seeking {args.mode_seeking}, "
+            f"mode seeking {args.mode_seeking}, minibatch std {args.minibatch_std}, "
             f"Adam({args.beta1}, 0.999) lr G {args.lr_g} D {args.lr_d}, batch {args.batch_size}, EMA {args.ema_decay}, "
             f"balance={args.balance}, diffaugment={args.diffaugment}")
 

@@ -31,6 +31,7 @@ class DiscriminatorConfig:
     n_classes: int = 7
     base_channels: int = 32
     spectral_norm: bool = False  # off: the R1 penalty in training regularises D instead
+    minibatch_std: bool = False  # ProGAN's minibatch standard deviation channel before the last conv
 
 
 class ConditionalBatchNorm2d(nn.Module):
@@ -113,7 +114,7 @@ class Discriminator(nn.Module):
             conv(2 * c, 4 * c, 4, 2),  # 12
             conv(4 * c, 4 * c, 3),
             conv(4 * c, 8 * c, 4, 2),  # 6
-            conv(8 * c, 8 * c, 3),
+            conv(8 * c + int(config.minibatch_std), 8 * c, 3),
         ])
         self.linear = sn(nn.Linear(8 * c, 1))
         self.embed = sn(nn.Embedding(config.n_classes, 8 * c))
@@ -121,7 +122,9 @@ class Discriminator(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """image (B, 1, 48, 48) -> pooled features h (B, 8c)."""
         h = x
-        for conv in self.convs:
+        for i, conv in enumerate(self.convs):
+            if i == len(self.convs) - 1 and self.config.minibatch_std:
+                h = minibatch_std(h)
             h = F.leaky_relu(conv(h), 0.2)
         return h.mean(dim=(2, 3))
 
@@ -135,6 +138,20 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.score(self.features(x), y)
+
+
+def minibatch_std(h: torch.Tensor, group: int = 4) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C + 1, H, W): ProGAN's minibatch standard deviation (Karras et al. 2018).
+
+    The extra channel is the standard deviation of each feature across a group of ``group``
+    faces, averaged to one number per group: a batch of near-copies shows a lower value than a
+    real batch does, so D can tell a collapsed generator by it and G is pushed to vary.
+    """
+    b, c, hh, ww = h.shape
+    g = group if b % group == 0 else b
+    std = h.view(g, b // g, c, hh, ww).var(dim=0, unbiased=False).add(1e-8).sqrt()  # (B/g, C, H, W)
+    stat = std.mean(dim=(1, 2, 3)).view(1, b // g, 1, 1, 1).expand(g, -1, 1, hh, ww).reshape(b, 1, hh, ww)
+    return torch.cat([h, stat], dim=1)
 
 
 def latent_for_seed(seed: int, latent_dim: int) -> torch.Tensor:

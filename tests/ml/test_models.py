@@ -4,7 +4,8 @@ import torch
 
 from ml.generate import FaceGenerator
 from ml.models.fer_classifier import FERClassifier, FERClassifierConfig
-from ml.models.gan import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, latent_for_seed
+from ml.models.gan import (Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, latent_for_seed,
+                           minibatch_std)
 from ml.models.ser import SERConfig, SERNet
 from ml.recognize import EmotionRecognizer
 from tests.conftest import speechlike
@@ -78,6 +79,28 @@ def test_discriminator_shape(recipe):
     d = (Discriminator(DiscriminatorConfig(base_channels=8)) if recipe == "ours"
          else BaselineDiscriminator(BaselineDiscriminatorConfig(base_channels=8)))
     assert d(torch.randn(4, 1, 48, 48), torch.tensor([0, 1, 2, 6])).shape == (4,)
+
+
+def test_minibatch_std_channel_sees_how_much_a_group_varies():
+    """One extra channel per face: each group of 4 faces (i, i + B/4, ...) shares the mean feature
+    standard deviation across its faces, about 0 for copies of one face."""
+    varied = torch.randn(8, 3, 6, 6)
+    out = minibatch_std(varied)
+    assert out.shape == (8, 4, 6, 6) and torch.equal(out[:, :3], varied)
+    stat = out[:, 3]
+    assert torch.equal(stat[0], stat[2]) and torch.equal(stat[0], stat[4]) and torch.equal(stat[1], stat[7])
+    assert not torch.equal(stat[0], stat[1])  # groups {0, 2, 4, 6} and {1, 3, 5, 7} differ
+    expected = varied[0::2].var(dim=0, unbiased=False).sqrt().mean()
+    assert torch.allclose(stat[0, 0, 0], expected, atol=1e-4)
+    copies = minibatch_std(varied[:1].expand(8, -1, -1, -1))[:, 3]
+    assert copies.max() < 1e-3 < stat.min()
+    assert minibatch_std(varied[:3]).shape == (3, 4, 6, 6)  # a batch not divisible by 4 is one group
+
+
+def test_discriminator_with_minibatch_std_scores_a_batch():
+    d = Discriminator(DiscriminatorConfig(base_channels=8, minibatch_std=True))
+    assert d.convs[-1].in_channels == 8 * 8 + 1
+    assert d(torch.randn(8, 1, 48, 48), torch.arange(8) % 7).shape == (8,)
 
 
 def test_baseline_generator_shapes_and_range():

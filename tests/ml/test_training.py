@@ -67,6 +67,37 @@ def test_gan_resumes(tmp_path):
     assert history["step"] == 4 and len(history["loss_d"]) == 2  # epoch 2 continued from epoch 1
 
 
+def test_gan_resume_adds_the_minibatch_std_channel_without_changing_d(tmp_path):
+    """A run saved without --minibatch-std resumes with it: D's last convolution gains a zero-weight
+    input channel (and zero Adam moments), so the widened D scores faces as the saved one did."""
+    import torch
+
+    from ml.models.gan import Discriminator, DiscriminatorConfig
+
+    csv = _tiny_fer_csv(tmp_path / "fer.csv", gz=False)
+    args = ["--data", str(csv), "--out", str(tmp_path / "run"), "--batch-size", "7", "--g-channels", "4",
+            "--d-channels", "4", "--epochs", "1"]
+    train_gan.main(args)
+    state = checkpoint.read(tmp_path / "run" / "last.pt")["training_state"]
+    saved = Discriminator(DiscriminatorConfig(base_channels=4))
+    saved.load_state_dict(state["D"])
+    widened = Discriminator(DiscriminatorConfig(base_channels=4, minibatch_std=True))
+    opt = torch.optim.Adam(widened.parameters())
+    train_gan.add_std_channel(widened, state["D"], state["opt_d"])
+    widened.load_state_dict(state["D"])
+    opt.load_state_dict(state["opt_d"])
+    faces, classes = torch.randn(8, 1, 48, 48), torch.arange(8) % 7
+    assert torch.allclose(widened(faces, classes), saved(faces, classes), atol=1e-6)
+    index = [name for name, _ in widened.named_parameters()].index("convs.5.weight")
+    assert opt.state_dict()["state"][index]["exp_avg"].shape[1] == 4 * 8 + 1
+
+    train_gan.main(args[:-1] + ["2", "--minibatch-std"])
+    resumed = checkpoint.read(tmp_path / "run" / "last.pt")["training_state"]
+    assert resumed["step"] == 4 and resumed["D"]["convs.5.weight"].shape[1] == 4 * 8 + 1
+    assert resumed["D"]["convs.5.weight"][:, -1].abs().sum() > 0  # the new channel trained
+    assert "minibatch std True" in checkpoint.read(tmp_path / "run" / "generator.pt")["metrics"]["recipe"]
+
+
 @pytest.mark.data
 def test_ser_dry_run(tmp_path):
     out = tmp_path / "ser.pt"
