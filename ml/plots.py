@@ -13,16 +13,25 @@ from PIL import Image, ImageDraw
 _COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
 
 
+LABEL_WIDTH = 70  # pixels left of a grid for its row labels
+
+
+def grid_cell(r: int, c: int, size: tuple[int, int], *, pad: int = 2, labelled: bool = False) -> tuple[int, int]:
+    """(x, y) of the top-left pixel of cell (row r, column c) of an :func:`image_grid` of (H, W) images."""
+    h, w = size
+    return (LABEL_WIDTH if labelled else 0) + pad + c * (w + pad), pad + r * (h + pad)
+
+
 def image_grid(images: np.ndarray, rows: int, cols: int, *, pad: int = 2, row_labels: list[str] | None = None) -> Image.Image:
     """(rows*cols, H, W) uint8 -> one grey grid image, row-major, with optional row labels."""
     n, h, w = images.shape
     assert n == rows * cols, f"{n} images do not fill a {rows}x{cols} grid"
-    left = 70 if row_labels else 0
+    left = LABEL_WIDTH if row_labels else 0
     grid = Image.new("L", (left + cols * (w + pad) + pad, rows * (h + pad) + pad), 255)
     draw = ImageDraw.Draw(grid)
     for i in range(n):
         r, c = divmod(i, cols)
-        grid.paste(Image.fromarray(images[i]), (left + pad + c * (w + pad), pad + r * (h + pad)))
+        grid.paste(Image.fromarray(images[i]), grid_cell(r, c, (h, w), pad=pad, labelled=bool(row_labels)))
     for r, label in enumerate(row_labels or []):
         draw.text((4, pad + r * (h + pad) + h // 2 - 5), label, fill=0)
     return grid

@@ -245,8 +245,11 @@ def test_sample_grid_from_a_checkpoint_matches_the_training_run(tmp_path):
     grid = np.asarray(Image.open(out))
     assert np.array_equal(grid, np.asarray(Image.open(tmp_path / "run" / "samples" / "latest.png")))
     gen, _ = generate.FaceGenerator.from_checkpoint(tmp_path / "run" / "generator.pt")
-    left, pad = 70, 2  # plots.image_grid's layout
+    from ml.plots import grid_cell
+
     r, c = 4, 7
-    cell = grid[pad + r * 50: pad + r * 50 + 48, left + pad + c * 50: left + pad + c * 50 + 48]
-    assert np.array_equal(cell, gen.render([r], [c])[0])
-    assert grid.shape == (7 * 50 + pad, left + 10 * 50 + pad)
+    x, y = grid_cell(r, c, (48, 48), labelled=True)
+    assert np.array_equal(grid[y: y + 48, x: x + 48], gen.render([r], [c])[0])
+    bottom_right = grid_cell(6, 9, (48, 48), labelled=True)  # 7 emotions x 10 seeds, then the border
+    assert np.array_equal(gen.render([6], [9])[0], grid[bottom_right[1]:, bottom_right[0]:][:48, :48])
+    assert grid.shape == (bottom_right[1] + 48 + 2, bottom_right[0] + 48 + 2)
