@@ -194,6 +194,9 @@ def test_gan_evaluation_runs_end_to_end(tmp_path, tiny_weights):
     assert report == {**result["generators"][tiny_weights[1].stem]}  # same file, same figures
     table = (tmp_path / "eval" / "gan_eval.md").read_text()
     assert "| Frechet distance to PrivateTest |" in table and "`ours`" in table
+    recognised = result["real"]["recognised_real_diversity_ratio"]
+    assert set(recognised) == set(report["per_class"]) and all(v >= 0 for v in recognised.values())
+    assert f"| 100% (recognised PublicTest faces: {recognised['fear']:.0%}) |" in table
 
 
 def test_frechet_distance_properties():
