@@ -84,11 +84,14 @@ class Generator(nn.Module):
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         assert z.dim() == 2 and z.shape[1] == self.config.latent_dim, f"z must be (B, {self.config.latent_dim})"
-        if self.training:
+        if self.training or z.device.type != "cpu":
             x = self.fc(z)
-        else:  # one matrix-vector product per face: a batched product's blocking depends on the batch
-            x = torch.stack([self.fc(v) for v in z])  # size, which moved pixels by 1e-6 and, rarely, a
-            # uint8 value; this way a face is bit-identical in any batch on CPU (the convolutions already are)
+        else:
+            # Drawing on CPU: one matrix-vector product per face. A batched product's blocking depends
+            # on the batch size, which moved outputs by ~1e-6 and, rarely, a uint8 pixel; this way a
+            # face is bit-identical in any batch (the convolutions already are at the shipped width).
+            # Not on a GPU: its kernels promise no such thing, and a loop would cost a launch per face.
+            x = torch.stack([self.fc(v) for v in z])
         x = x.view(-1, self.top, 6, 6)  # (B, 8c, 6, 6)
         for block in self.blocks:
             x = block(x, y)  # doubles H and W, halves C
