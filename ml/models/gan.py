@@ -97,6 +97,17 @@ class Generator(nn.Module):
             x = block(x, y)  # doubles H and W, halves C
         return torch.tanh(self.out(F.relu(self.out_bn(x, y))))  # (B, 1, 48, 48)
 
+    @torch.no_grad()
+    def scale_latent(self, scale: float) -> None:
+        """From now on draw for ``z`` what was drawn for ``scale * z`` (in place).
+
+        The latent enters only through ``fc``, so its weight takes the scale. In eval mode the
+        batch norms after it normalise with fixed statistics, so a scale above 1 spreads faces
+        further from the mean face: the inverse of BigGAN's truncation trick. In training mode
+        the first batch norm would cancel it. ``ml.evaluate_gan calibrate`` chooses the scale.
+        """
+        self.fc.weight.mul_(scale)
+
 
 class Discriminator(nn.Module):
     """image (B, 1, 48, 48) + class (B,) -> realness score (B,) via a class projection.

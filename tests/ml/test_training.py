@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from ml import checkpoint, train_gan, train_ser
 from tests.conftest import DATA
@@ -197,6 +198,30 @@ def test_gan_evaluation_runs_end_to_end(tmp_path, tiny_weights):
     recognised = result["real"]["recognised_real_diversity_ratio"]
     assert set(recognised) == set(report["per_class"]) and all(v >= 0 for v in recognised.values())
     assert f"| 100% (recognised PublicTest faces: {recognised['fear']:.0%}) |" in table
+
+
+def test_gan_calibration_writes_the_scale_it_chose_on_publictest(tmp_path, tiny_weights):
+    """calibrate: the scale with the lowest distance to PublicTest, written into the file's first
+    layer and its card metrics; an already calibrated file is refused (scales would compound)."""
+    from ml import evaluate_gan
+
+    csv = _tiny_fer_csv(tmp_path / "fer.csv", gz=False)
+    clf = tmp_path / "clf.pt"
+    evaluate_gan.main(["train-classifier", "--data", str(csv), "--out", str(clf), "--dry-run"])
+    out = tmp_path / "calibrated.pt"
+    result = evaluate_gan.main(["calibrate", "--data", str(csv), "--classifier", str(clf), "--generator",
+                                str(tiny_weights[1]), "--out", str(out), "--per-class", "4", "--scales", "0.5", "1", "3"])
+    by_scale = result["public_frechet_by_scale"]
+    assert set(by_scale) == {0.5, 1.0, 3.0} and len(set(by_scale.values())) == 3  # the scale changes the faces
+    assert by_scale[result["scale"]] == min(by_scale.values()) == result["public_frechet"]
+    trained = checkpoint.load(tiny_weights[1], arch="cgan-generator").model
+    loaded = checkpoint.load(out, arch="cgan-generator")
+    assert loaded.meta["metrics"]["latent_scale"]["scale"] == result["scale"]
+    assert loaded.meta["metrics"]["latent_scale"]["source_sha256"] == checkpoint.file_sha256(tiny_weights[1])
+    assert torch.equal(loaded.model.fc.weight, trained.fc.weight * result["scale"])
+    with pytest.raises(SystemExit, match="already calibrated"):
+        evaluate_gan.main(["calibrate", "--data", str(csv), "--classifier", str(clf), "--generator", str(out),
+                           "--out", str(tmp_path / "twice.pt"), "--per-class", "4"])
 
 
 def test_frechet_distance_properties():
