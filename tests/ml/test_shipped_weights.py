@@ -42,6 +42,7 @@ def test_generator_file_and_card():
     assert SHIPPED_GENERATOR.stat().st_size <= 20 * 1024 * 1024
     meta = checkpoint.load(SHIPPED_GENERATOR, arch="cgan-generator").meta
     assert meta["labels"] == list(FER_CLASSES) and meta["data"]["dataset"] == "FER-2013"
+    assert meta["metrics"]["latent_scale"]["chosen_on"].startswith("PublicTest")  # calibrated, as the card says
     assert SHIPPED_GENERATOR.with_suffix(".md").exists()
 
 
