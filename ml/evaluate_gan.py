@@ -196,6 +196,12 @@ def evaluate(args: argparse.Namespace) -> dict:
     return result
 
 
+def draw(gen: FaceGenerator, c: int, seeds) -> np.ndarray:
+    """Faces (N, 48, 48) uint8 of class ``c`` for ``seeds``, drawn about 256 at a time."""
+    return np.concatenate([gen.render([c] * len(s), s.tolist())
+                           for s in np.array_split(np.asarray(seeds), max(1, len(seeds) // 256))])
+
+
 CALIBRATION_SEED0 = 1_000_000  # calibrate draws seeds from here; evaluate uses 0..n-1
 
 
@@ -215,7 +221,7 @@ def calibrate(args: argparse.Namespace) -> dict:
     distance = {}
     for s in tqdm(args.scales, desc="scales"):
         gen.model.scale_latent(s)
-        feats = np.concatenate([classify(clf, gen.render([c] * n, seeds))[1] for c in range(k)])
+        feats = np.concatenate([classify(clf, draw(gen, c, seeds))[1] for c in range(k)])
         distance[s] = frechet_distance(feats, public_feat, weights)
         gen.model.load_state_dict(trained)
     scale = min(distance, key=distance.get)
@@ -239,8 +245,7 @@ def _evaluate_generator(path: str, clf: FERClassifier, real_feat: np.ndarray, re
     report: dict = {"path": path, "sha256": loaded.sha256, "per_class": {}}
     fakes, fake_feats = [], []
     for c, name in enumerate(FER_CLASSES):
-        faces = np.concatenate([gen.render([c] * len(s), s.tolist())
-                                for s in np.array_split(np.arange(n), max(1, n // 256))])
+        faces = draw(gen, c, range(n))
         pred, feat = classify(clf, faces)
         fakes.append(faces)
         fake_feats.append(feat)
