@@ -148,6 +148,24 @@ def add_std_channel(D: Discriminator, d_state: dict, opt_state: dict) -> None:
         log.info("widened %s to %s for the minibatch-std channel (new weights 0)", name, tuple(param.shape))
 
 
+def init_from(path: str, G: Generator, G_ema: Generator) -> dict:
+    """Load a trained generator file into G and its average (a new run goes on from it); its provenance."""
+    loaded = checkpoint.load(path, arch="cgan-generator", labels=FER_CLASSES)
+    if "latent_scale" in loaded.meta["metrics"]:
+        raise SystemExit(f"{path} is calibrated (latent scale {loaded.meta['metrics']['latent_scale']['scale']}); "
+                         "start from the trained file it was calibrated from")
+    for net in (G, G_ema):
+        net.load_state_dict(loaded.model.state_dict())
+    log.info("G and its average start from %s (%s steps)", path, loaded.meta["metrics"].get("steps"))
+    return {"path": str(path), "sha256": loaded.sha256, "steps": loaded.meta["metrics"].get("steps")}
+
+
+def same_class_distance(h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean Euclidean distance (scalar) between the rows of ``h`` (B, D) whose labels ``y`` agree."""
+    same = (y[:, None] == y[None, :]).triu(1)
+    return torch.cdist(h, h)[same].mean() if same.any() else h.new_zeros(())
+
+
 def sample_grid(generator: torch.nn.Module, device: torch.device) -> Image.Image:
     """The fixed-seed grid (rows = emotions, columns = ``GRID_SEEDS``) of a generator in training."""
     was_training = generator.training
@@ -182,6 +200,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mode-seeking", type=float, default=0.0,
                    help="weight of MSGAN's mode-seeking term: two latents of one class must give faces as far apart "
                         "as the latents are (0 = off)")
+    p.add_argument("--diversity", type=float, default=0.0,
+                   help="weight of a diversity-matching term in D's feature space: pairs of generated faces of one "
+                        "class must lie as far apart in D's pooled features as real faces of one class in the same "
+                        "batch do (a hinge: no push beyond that; 0 = off)")
+    p.add_argument("--init-generator",
+                   help="start a new run from this trained generator file (G and its average; D starts afresh, "
+                        "see --d-warmup); a calibrated file is refused: pass the file it was calibrated from")
+    p.add_argument("--d-warmup", type=int, default=0,
+                   help="train only D for the run's first N steps, so a fresh D learns the generator's faces "
+                        "before G follows its gradients")
     p.add_argument("--spectral-norm", action=argparse.BooleanOptionalAction, help="spectral norm in D (ours only)")
     p.add_argument("--minibatch-std", action="store_true",
                    help="ProGAN's minibatch standard deviation channel in D (ours only); resuming a run without it "
@@ -199,6 +227,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             setattr(args, key, value)
     if args.aux and args.recipe != "ours":
         p.error("--aux needs the projection discriminator of --recipe ours")
+    if (args.diversity or args.init_generator) and args.recipe != "ours":
+        p.error("--diversity and --init-generator need --recipe ours")
     return args
 
 
@@ -231,6 +261,8 @@ def main(argv: list[str] | None = None) -> dict:
     history: dict[str, list[float]] = {"loss_d": [], "loss_g": [], "d_real": [], "d_fake": []}
     start_epoch, step = 0, 0
     last = out / "last.pt"
+    if args.init_generator:  # a resumed run then overwrites these weights with its own
+        provenance["init_generator"] = init_from(args.init_generator, G, G_ema)
     if last.exists() and not args.dry_run:
         state = checkpoint.read(last)["training_state"]
         if args.recipe == "ours" and args.minibatch_std:
@@ -274,7 +306,9 @@ def main(argv: list[str] | None = None) -> dict:
     stopped = False
     for epoch in range(start_epoch, epochs):
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{epochs}", mininterval=10)
-        sums = np.zeros(4)
+        if args.diversity:
+            history.setdefault("spread_ratio", [])  # generated / real same-class spread in D's features
+        sums = np.zeros(len(history))
         for _ in bar:
             idx = torch.multinomial(weights, args.batch_size, replacement=True, generator=rng)
             real, y_real = data[idx].to(device), targets[idx].to(device)
@@ -286,12 +320,13 @@ def main(argv: list[str] | None = None) -> dict:
             else:
                 y_fake = torch.randint(0, len(FER_CLASSES), (args.batch_size,), generator=rng).to(device)
             half = args.batch_size // 2
-            if args.mode_seeking:  # pairs (i, i + half) share a class, so the term spreads faces within a class
+            if args.mode_seeking or args.diversity:  # pairs (i, i + half) share a class, so the term spreads faces within a class
                 y_fake = torch.cat([y_fake[:half], y_fake[:half], y_fake[2 * half:]])
 
             # (1) update D on real vs generated faces
-            fake = G(z, y_fake)
-            if args.aux:  # the projection discriminator's class embeddings double as a classifier
+            with torch.set_grad_enabled(step >= args.d_warmup):  # no G update during --d-warmup
+                fake = G(z, y_fake)
+            if args.aux or args.diversity:  # D's pooled features: its class embeddings double as a classifier
                 h_real = D.features(augment(real))
                 d_real = D.score(h_real, y_real)
             else:
@@ -307,26 +342,37 @@ def main(argv: list[str] | None = None) -> dict:
             opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             opt_d.step()
-
-            # (2) update G: make D score its faces as real, for the requested class
-            if args.aux:
-                h_fake = D.features(augment(fake))
-                ce = F.cross_entropy(D.class_logits(h_fake), y_fake, reduction="none")
-                loss_g = g_loss(D.score(h_fake, y_fake)) + args.aux * F.relu(ce - args.aux_margin).mean()
-            else:
-                loss_g = g_loss(D(augment(fake), y_fake))
-            if args.mode_seeking:  # MSGAN (Mao et al. 2019): 1 / (image distance / latent distance) per pair set
-                ratio = ((fake[:half] - fake[half:2 * half]).abs().mean()
-                         / (z[:half] - z[half:2 * half]).abs().mean())
-                loss_g = loss_g + args.mode_seeking / (ratio + 1e-5)
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
-            ema_update(G_ema, G, args.ema_decay, step)
+            loss_g, spread_ratio = torch.zeros(()), float("nan")  # --d-warmup: a fresh D first learns the faces G already draws
+            if step >= args.d_warmup:
+                # (2) update G: make D score its faces as real, for the requested class
+                if args.aux or args.diversity:
+                    h_fake = D.features(augment(fake))
+                    loss_g = g_loss(D.score(h_fake, y_fake))
+                    if args.aux:
+                        ce = F.cross_entropy(D.class_logits(h_fake), y_fake, reduction="none")
+                        loss_g = loss_g + args.aux * F.relu(ce - args.aux_margin).mean()
+                else:
+                    loss_g = g_loss(D(augment(fake), y_fake))
+                if args.diversity:  # same-class generated pairs as far apart in D's features as same-class real faces
+                    spread_fake = (h_fake[:half] - h_fake[half:2 * half]).norm(dim=1).mean()
+                    spread_real = same_class_distance(h_real.detach(), y_real)
+                    ratio = spread_fake / spread_real.clamp(min=1e-6)
+                    loss_g = loss_g + args.diversity * F.relu(1 - ratio)
+                    spread_ratio = ratio.item()
+                if args.mode_seeking:  # MSGAN (Mao et al. 2019): 1 / (image distance / latent distance) per pair set
+                    ratio = ((fake[:half] - fake[half:2 * half]).abs().mean()
+                             / (z[:half] - z[half:2 * half]).abs().mean())
+                    loss_g = loss_g + args.mode_seeking / (ratio + 1e-5)
+                opt_g.zero_grad(set_to_none=True)
+                loss_g.backward()
+                opt_g.step()
+                ema_update(G_ema, G, args.ema_decay, step)
 
             step += 1
-            sums += [loss_d.item(), loss_g.item(), d_real.mean().item(), d_fake.mean().item()]
-            bar.set_postfix(loss_d=f"{loss_d.item():.3f}", loss_g=f"{loss_g.item():.3f}")
+            now = {"loss_d": loss_d.item(), "loss_g": loss_g.item(), "d_real": d_real.mean().item(),
+                   "d_fake": d_fake.mean().item(), "spread_ratio": spread_ratio}
+            sums += [now.get(key, float("nan")) for key in history]
+            bar.set_postfix(loss_d=f"{loss_d.item():.3f}", loss_g=f"{loss_g.item():.3f}", spread=f"{spread_ratio:.2f}")
             if time.time() - last_save > args.save_every_min * 60:
                 save_state(epoch)
                 last_save = time.time()
@@ -353,7 +399,7 @@ def main(argv: list[str] | None = None) -> dict:
 def _recipe(args: argparse.Namespace) -> str:
     return (f"{args.recipe}: G base {args.g_channels}, D base {args.d_channels} (spectral norm {args.spectral_norm}), "
             f"{args.loss} loss, R1 {args.r1}, aux classification {args.aux} (margin {args.aux_margin}), "
-            f"mode seeking {args.mode_seeking}, minibatch std {args.minibatch_std}, "
+            f"mode seeking {args.mode_seeking}, diversity {args.diversity}, minibatch std {args.minibatch_std}, "
             f"Adam({args.beta1}, 0.999) lr G {args.lr_g} D {args.lr_d}, batch {args.batch_size}, EMA {args.ema_decay}, "
             f"balance={args.balance}, diffaugment={args.diffaugment}")
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from ml import checkpoint, train_gan, train_ser
+from ml.labels import FER_CLASSES
 from tests.conftest import DATA
 from tests.ml.test_datasets import _tiny_fer_csv
 
@@ -43,6 +44,53 @@ def test_gan_aux_margin_drops_the_auxiliary_term_for_recognised_faces(tmp_path):
     assert margin["loss_g"][0] < full["loss_g"][0] - 0.5 * 0.1  # 7 classes at random: cross-entropy near ln 7
     loaded = checkpoint.load(tmp_path / "margin" / "generator.pt", arch="cgan-generator")
     assert "(margin 100.0)" in loaded.meta["metrics"]["recipe"]
+
+
+def test_gan_init_generator_starts_g_from_the_file_and_d_afresh(tmp_path):
+    """--init-generator: a new run's G starts as the given trained file; during --d-warmup only D
+    trains, so the saved generator keeps the file's weights; a calibrated file is refused."""
+    from ml.models.gan import Generator, GeneratorConfig
+
+    csv = _tiny_fer_csv(tmp_path / "fer.csv", gz=False)
+    source = Generator(GeneratorConfig(base_channels=4))
+    torch.nn.init.normal_(source.fc.weight)  # unlike a fresh network of the run's seed
+    checkpoint.save(tmp_path / "trained.pt", source, labels=FER_CLASSES, metrics={"steps": 123})
+    common = ["--data", str(csv), "--dry-run", "--batch-size", "4", "--g-channels", "4", "--d-channels", "4",
+              "--init-generator", str(tmp_path / "trained.pt")]
+    train_gan.main([*common, "--out", str(tmp_path / "warm"), "--d-warmup", "1"])
+    saved = checkpoint.read(tmp_path / "warm" / "generator.pt")
+    for name, value in source.state_dict().items():
+        if "bn." not in name:  # batch-norm statistics are recomputed for the average
+            assert torch.equal(saved["state_dict"][name], value), name
+    assert saved["data"]["init_generator"]["steps"] == 123
+    state = checkpoint.read(tmp_path / "warm" / "last.pt")["training_state"]
+    assert not state["opt_g"]["state"] and state["opt_d"]["state"]  # D stepped, G did not
+
+    train_gan.main([*common, "--out", str(tmp_path / "joint")])  # no warm-up: G moves on the first step
+    moved = checkpoint.read(tmp_path / "joint" / "generator.pt")["state_dict"]["fc.weight"]
+    assert not torch.equal(moved, source.fc.weight.detach())
+
+    calibrated = Generator(GeneratorConfig(base_channels=4))
+    checkpoint.save(tmp_path / "calibrated.pt", calibrated, labels=FER_CLASSES, metrics={"latent_scale": {"scale": 1.3}})
+    with pytest.raises(SystemExit, match="calibrated"):
+        train_gan.main([*common[:-1], str(tmp_path / "calibrated.pt"), "--out", str(tmp_path / "cal")])
+
+
+def test_same_class_distance_counts_only_pairs_that_share_a_label():
+    h = torch.tensor([[0.0, 0.0], [3.0, 4.0], [0.0, 0.0], [30.0, 40.0]])
+    assert train_gan.same_class_distance(h, torch.tensor([0, 0, 1, 2])).item() == pytest.approx(5.0)
+    assert train_gan.same_class_distance(h, torch.tensor([0, 0, 0, 1])).item() == pytest.approx((5 + 0 + 5) / 3)
+    assert train_gan.same_class_distance(h, torch.tensor([0, 1, 2, 3])).item() == 0.0
+
+
+def test_gan_diversity_term_is_recorded(tmp_path):
+    """--diversity trains (one batch), logs the generated/real spread in D's features and names itself
+    in the generator's recipe."""
+    csv = _tiny_fer_csv(tmp_path / "fer.csv", gz=False)
+    history = train_gan.main(["--data", str(csv), "--out", str(tmp_path / "run"), "--dry-run", "--batch-size", "8",
+                              "--g-channels", "4", "--d-channels", "4", "--diversity", "1"])
+    assert history["spread_ratio"][0] > 0
+    assert "diversity 1.0" in checkpoint.read(tmp_path / "run" / "generator.pt")["metrics"]["recipe"]
 
 
 def test_baseline_gan_dry_run(tmp_path):
