@@ -207,37 +207,61 @@ CALIBRATION_SEED0 = 1_000_000  # calibrate draws seeds from here; evaluate uses 
 
 @torch.no_grad()
 def calibrate(args: argparse.Namespace) -> dict:
-    """Choose the latent scale on PublicTest and write the widened generator."""
+    """Choose the latent scale on PublicTest and write the widened generator.
+
+    Beside the distance, each scale's record holds what PublicTest says about the bars: per
+    emotion, the classifier's accuracy on the generated faces and their diversity against
+    PublicTest faces of that emotion.
+    """
     gen, loaded = FaceGenerator.from_checkpoint(args.generator)
     if "latent_scale" in loaded.meta["metrics"]:
         raise SystemExit(f"{args.generator} is already calibrated; calibrate the trained generator instead")
     clf = checkpoint.load(args.classifier, arch="fer-classifier", labels=FER_CLASSES).model
     public_x, public_y = fer2013.load(args.data, "PublicTest")
     _, public_feat = classify(clf, public_x)
+    public_diversity = [mean_pairwise(public_feat[public_y == c]) for c in range(len(FER_CLASSES))]
     n, k = args.per_class, len(FER_CLASSES)
     seeds = list(range(CALIBRATION_SEED0, CALIBRATION_SEED0 + n))
     weights = label_weights(np.repeat(np.arange(k), n), np.bincount(public_y, minlength=k) / len(public_y))
     trained = {name: v.clone() for name, v in gen.model.state_dict().items()}
-    distance = {}
+    distance, per_scale = {}, {}
     for s in tqdm(args.scales, desc="scales"):
         gen.model.scale_latent(s)
-        feats = np.concatenate([classify(clf, draw(gen, c, seeds))[1] for c in range(k)])
-        distance[s] = frechet_distance(feats, public_feat, weights)
+        preds, feats = zip(*(classify(clf, draw(gen, c, seeds)) for c in range(k)))
+        distance[s] = frechet_distance(np.concatenate(feats), public_feat, weights)
+        per_scale[s] = {name: {"accuracy": float((preds[c] == c).mean()),
+                               "diversity_ratio": mean_pairwise(feats[c]) / max(public_diversity[c], 1e-8)}
+                        for c, name in enumerate(FER_CLASSES)}
         gen.model.load_state_dict(trained)
     scale = min(distance, key=distance.get)
     calibration = {
         "scale": scale,
         "public_frechet": distance[scale],
         "public_frechet_by_scale": distance,
+        "public_per_class_by_scale": per_scale,
         "chosen_on": f"PublicTest, {n} faces per emotion from seed {CALIBRATION_SEED0}",
         "source_sha256": loaded.sha256,
     }
-    gen.model.scale_latent(scale)  # the file holds the trained first layer times the scale
-    checkpoint.save(args.out, gen.model, labels=FER_CLASSES, data=loaded.meta["data"],
-                    metrics={**loaded.meta["metrics"], "latent_scale": calibration})
-    log.info("Frechet distance to PublicTest by scale %s; chose %s, wrote %s",
-             {s: round(d, 3) for s, d in distance.items()}, scale, args.out)
+    print(calibration_table(calibration))
+    if args.out:
+        gen.model.scale_latent(scale)  # the file holds the trained first layer times the scale
+        checkpoint.save(args.out, gen.model, labels=FER_CLASSES, data=loaded.meta["data"],
+                        metrics={**loaded.meta["metrics"], "latent_scale": calibration})
+    log.info("chose latent scale %s (Frechet distance to PublicTest %.3f)%s", scale, distance[scale],
+             f", wrote {args.out}" if args.out else "")
     return calibration
+
+
+def calibration_table(calibration: dict) -> str:
+    """Per scale: the distance to PublicTest, and per emotion accuracy / diversity (% of PublicTest's)."""
+    rows = ["| scale | Frechet distance to PublicTest | " + " | ".join(FER_CLASSES) + " |",
+            "|---:|---:|" + "---:|" * len(FER_CLASSES)]
+    for s, d in calibration["public_frechet_by_scale"].items():
+        cells = [f"{v['accuracy']:.0%} / {v['diversity_ratio']:.1%}"
+                 for v in calibration["public_per_class_by_scale"][s].values()]
+        mark = "**" if s == calibration["scale"] else ""
+        rows.append(f"| {mark}{s}{mark} | {d:.3f} | " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n\nCells: the classifier's accuracy on the generated faces / their diversity as a share of PublicTest's.\n"
 
 
 def _evaluate_generator(path: str, clf: FERClassifier, real_feat: np.ndarray, real: dict, n: int) -> dict:
@@ -328,7 +352,7 @@ def main(argv: list[str] | None = None) -> dict:
     c.add_argument("--data", required=True)
     c.add_argument("--classifier", default="weights/fer_classifier.pt")
     c.add_argument("--generator", required=True, help="a trained generator (a run's generator.pt)")
-    c.add_argument("--out", required=True)
+    c.add_argument("--out", help="where to write the calibrated generator (omit to only print the table)")
     c.add_argument("--per-class", type=int, default=500)
     c.add_argument("--scales", type=float, nargs="+", default=[round(0.8 + 0.1 * i, 1) for i in range(13)],
                    help="the scales tried (default 0.8, 0.9, ..., 2.0)")

@@ -267,6 +267,16 @@ def test_gan_calibration_writes_the_scale_it_chose_on_publictest(tmp_path, tiny_
     assert loaded.meta["metrics"]["latent_scale"]["scale"] == result["scale"]
     assert loaded.meta["metrics"]["latent_scale"]["source_sha256"] == checkpoint.file_sha256(tiny_weights[1])
     assert torch.equal(loaded.model.fc.weight, trained.fc.weight * result["scale"])
+    per_class = result["public_per_class_by_scale"]
+    assert set(per_class) == set(by_scale) and set(per_class[1.0]) == set(FER_CLASSES)
+    assert all(0 <= v["accuracy"] <= 1 and v["diversity_ratio"] > 0 for v in per_class[3.0].values())
+    assert per_class[0.5]["fear"]["diversity_ratio"] < per_class[3.0]["fear"]["diversity_ratio"]  # a wider latent
+    table = evaluate_gan.calibration_table(result)
+    assert f"| **{result['scale']}** |" in table and table.count("\n| ") == 3  # one row per scale
+    files = set(tmp_path.iterdir())
+    printed = evaluate_gan.main(["calibrate", "--data", str(csv), "--classifier", str(clf), "--generator",
+                                 str(tiny_weights[1]), "--per-class", "4", "--scales", "1"])  # no --out: table only
+    assert printed["public_per_class_by_scale"][1.0] == per_class[1.0] and set(tmp_path.iterdir()) == files
     with pytest.raises(SystemExit, match="already calibrated"):
         evaluate_gan.main(["calibrate", "--data", str(csv), "--classifier", str(clf), "--generator", str(out),
                            "--out", str(tmp_path / "twice.pt"), "--per-class", "4"])
