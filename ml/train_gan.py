@@ -136,8 +136,8 @@ def add_std_channel(D: Discriminator, d_state: dict, opt_state: dict) -> None:
     """
     ids = opt_state["param_groups"][0]["params"]  # Adam's state is keyed by parameter order
     for i, (name, param) in enumerate(D.named_parameters()):
-        saved = d_state[name]
-        if saved.shape == param.shape:
+        saved = d_state.get(name)
+        if saved is None or saved.shape == param.shape:
             continue
         assert saved.dim() == 4 and saved.shape[1] + 1 == param.shape[1], f"cannot widen {name}"
         d_state[name] = F.pad(saved, (0, 0, 0, 0, 0, 1))  # one more input channel, zero
@@ -146,6 +146,23 @@ def add_std_channel(D: Discriminator, d_state: dict, opt_state: dict) -> None:
             if key in moments:
                 moments[key] = F.pad(moments[key], (0, 0, 0, 0, 0, 1))
         log.info("widened %s to %s for the minibatch-std channel (new weights 0)", name, tuple(param.shape))
+
+
+def add_twin_classifier(D: Discriminator, d_state: dict, opt_state: dict) -> None:
+    """Give a saved D that lacks the twin classifier D's freshly initialised one, in place.
+
+    The twin head is D's last module, so its parameters append to Adam's parameter list (with no
+    moments yet) and every saved parameter keeps its place.
+    """
+    missing = [(name, param) for name, param in D.named_parameters() if name not in d_state]
+    if not missing:
+        return
+    assert all(name.startswith("twin.") for name, _ in missing), f"cannot add {[n for n, _ in missing]}"
+    ids = opt_state["param_groups"][0]["params"]
+    for name, param in missing:
+        d_state[name] = param.detach().clone()
+        ids.append(len(ids))
+    log.info("added the twin classifier to the saved D (%s)", ", ".join(name for name, _ in missing))
 
 
 def init_from(path: str, G: Generator, G_ema: Generator) -> dict:
@@ -204,6 +221,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="weight of a diversity-matching term in D's feature space: pairs of generated faces of one "
                         "class must lie as far apart in D's pooled features as real faces of one class in the same "
                         "batch do (a hinge: no push beyond that; 0 = off)")
+    p.add_argument("--twin", type=float, default=0.0,
+                   help="TAC-GAN (Gong et al. 2019): weight of a twin classifier in D that learns the classes of "
+                        "generated faces; G's loss subtracts its cross-entropy, so G is not rewarded for drawing only "
+                        "the most typical face of each class (needs --aux; equal to it is TAC-GAN's own setting; "
+                        "resuming a run without it adds the head)")
     p.add_argument("--init-generator",
                    help="start a new run from this trained generator file (G and its average; D starts afresh, "
                         "see --d-warmup); a calibrated file is refused: pass the file it was calibrated from")
@@ -229,6 +251,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--aux needs the projection discriminator of --recipe ours")
     if (args.diversity or args.init_generator) and args.recipe != "ours":
         p.error("--diversity and --init-generator need --recipe ours")
+    if args.twin and not args.aux:
+        p.error("--twin needs the auxiliary classifier (--aux) it balances")
     return args
 
 
@@ -251,7 +275,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.recipe == "ours":
         G = Generator(GeneratorConfig(base_channels=args.g_channels)).to(device)
         D = Discriminator(DiscriminatorConfig(base_channels=args.d_channels, spectral_norm=args.spectral_norm,
-                                              minibatch_std=args.minibatch_std)).to(device)
+                                              minibatch_std=args.minibatch_std,
+                                              twin_classifier=bool(args.twin))).to(device)
     else:
         G = BaselineGenerator(BaselineGeneratorConfig(base_channels=args.g_channels)).to(device)
         D = BaselineDiscriminator(BaselineDiscriminatorConfig(base_channels=args.d_channels)).to(device)
@@ -265,8 +290,11 @@ def main(argv: list[str] | None = None) -> dict:
         provenance["init_generator"] = init_from(args.init_generator, G, G_ema)
     if last.exists() and not args.dry_run:
         state = checkpoint.read(last)["training_state"]
-        if args.recipe == "ours" and args.minibatch_std:
-            add_std_channel(D, state["D"], state["opt_d"])
+        if args.recipe == "ours":
+            if args.minibatch_std:
+                add_std_channel(D, state["D"], state["opt_d"])
+            if args.twin:
+                add_twin_classifier(D, state["D"], state["opt_d"])
         G.load_state_dict(state["G"]); D.load_state_dict(state["D"]); G_ema.load_state_dict(state["G_ema"])
         opt_g.load_state_dict(state["opt_g"]); opt_d.load_state_dict(state["opt_d"])
         start_epoch, step, history = state["epoch"], state["step"], state["history"]
@@ -331,10 +359,16 @@ def main(argv: list[str] | None = None) -> dict:
                 d_real = D.score(h_real, y_real)
             else:
                 d_real = D(augment(real), y_real)
-            d_fake = D(augment(fake.detach()), y_fake)
+            if args.twin:
+                h_fake_d = D.features(augment(fake.detach()))
+                d_fake = D.score(h_fake_d, y_fake)
+            else:
+                d_fake = D(augment(fake.detach()), y_fake)
             loss_d = d_loss(d_real, d_fake)
             if args.aux:
                 loss_d = loss_d + 2 * args.aux * F.cross_entropy(D.class_logits(h_real), y_real)
+            if args.twin:  # the twin learns which class each generated face was drawn for
+                loss_d = loss_d + 2 * args.twin * F.cross_entropy(D.twin_logits(h_fake_d), y_fake)
             if args.r1 and step % R1_EVERY == 0:  # lazy R1 (StyleGAN2): penalise D's gradient on real faces
                 real_r1 = real.detach().requires_grad_(True)
                 (grad,) = torch.autograd.grad(D(real_r1, y_real).sum(), real_r1, create_graph=True)
@@ -351,6 +385,8 @@ def main(argv: list[str] | None = None) -> dict:
                     if args.aux:
                         ce = F.cross_entropy(D.class_logits(h_fake), y_fake, reduction="none")
                         loss_g = loss_g + args.aux * F.relu(ce - args.aux_margin).mean()
+                    if args.twin:
+                        loss_g = loss_g - args.twin * F.cross_entropy(D.twin_logits(h_fake), y_fake)
                 else:
                     loss_g = g_loss(D(augment(fake), y_fake))
                 if args.diversity:  # same-class generated pairs as far apart in D's features as same-class real faces
@@ -399,7 +435,8 @@ def main(argv: list[str] | None = None) -> dict:
 def _recipe(args: argparse.Namespace) -> str:
     return (f"{args.recipe}: G base {args.g_channels}, D base {args.d_channels} (spectral norm {args.spectral_norm}), "
             f"{args.loss} loss, R1 {args.r1}, aux classification {args.aux} (margin {args.aux_margin}), "
-            f"mode seeking {args.mode_seeking}, diversity {args.diversity}, minibatch std {args.minibatch_std}, "
+            f"mode seeking {args.mode_seeking}, diversity {args.diversity}, twin {args.twin}, "
+            f"minibatch std {args.minibatch_std}, "
             f"Adam({args.beta1}, 0.999) lr G {args.lr_g} D {args.lr_d}, batch {args.batch_size}, EMA {args.ema_decay}, "
             f"balance={args.balance}, diffaugment={args.diffaugment}")
 

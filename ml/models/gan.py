@@ -1,5 +1,6 @@
 """Conditional GAN for 48x48 grey faces: generator with class-conditional batch norm and a
-projection discriminator with spectral norm (Miyato & Koyama 2018), trained with hinge loss.
+projection discriminator (Miyato & Koyama 2018), optionally with spectral norm, ProGAN's
+minibatch-std channel and TAC-GAN's twin classifier (the recipe is in ``ml/train_gan.py``).
 
 The latent vector carries identity and the class carries expression: the class enters only
 through the normalisation gains and biases, so the same ``z`` drawn for every class keeps the
@@ -32,6 +33,7 @@ class DiscriminatorConfig:
     base_channels: int = 32
     spectral_norm: bool = False  # off: the R1 penalty in training regularises D instead
     minibatch_std: bool = False  # ProGAN's minibatch standard deviation channel before the last conv
+    twin_classifier: bool = False  # TAC-GAN's twin classifier head, trained on generated faces
 
 
 class ConditionalBatchNorm2d(nn.Module):
@@ -137,6 +139,8 @@ class Discriminator(nn.Module):
         ])
         self.linear = sn(nn.Linear(8 * c, 1))
         self.embed = sn(nn.Embedding(config.n_classes, 8 * c))
+        if config.twin_classifier:  # last, so a saved D without it keeps its parameter order
+            self.twin = nn.Linear(8 * c, config.n_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """image (B, 1, 48, 48) -> pooled features h (B, 8c)."""
@@ -154,6 +158,13 @@ class Discriminator(nn.Module):
     def class_logits(self, h: torch.Tensor) -> torch.Tensor:
         """(B, n_classes): the projection term for every class, used as a classifier's logits."""
         return h @ self.embed.weight.t()
+
+    def twin_logits(self, h: torch.Tensor) -> torch.Tensor:
+        """(B, n_classes): TAC-GAN's twin classifier (Gong et al. 2019), which learns the classes of
+        *generated* faces. G is rewarded for faces it cannot classify, which cancels the pull of
+        the auxiliary classifier towards faces far from every class boundary (AC-GAN's known loss
+        of diversity within a class)."""
+        return self.twin(h)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.score(self.features(x), y)

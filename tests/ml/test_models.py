@@ -113,6 +113,18 @@ def test_discriminator_with_minibatch_std_scores_a_batch():
     assert d(torch.randn(8, 1, 48, 48), torch.arange(8) % 7).shape == (8,)
 
 
+def test_discriminator_twin_classifier_comes_last_and_classifies():
+    """The twin head is D's last parameters (a saved D without it keeps its parameter order) and
+    gives one logit per class, separate from the projection's class embeddings."""
+    plain = Discriminator(DiscriminatorConfig(base_channels=8))
+    twin = Discriminator(DiscriminatorConfig(base_channels=8, twin_classifier=True))
+    names = [name for name, _ in twin.named_parameters()]
+    assert names[:-2] == [name for name, _ in plain.named_parameters()] and names[-2:] == ["twin.weight", "twin.bias"]
+    h = twin.features(torch.randn(4, 1, 48, 48))
+    assert twin.twin_logits(h).shape == (4, 7)
+    assert not torch.allclose(twin.twin_logits(h), twin.class_logits(h))
+
+
 def test_baseline_generator_shapes_and_range():
     from ml.models.baseline_gan import BaselineGenerator, BaselineGeneratorConfig
 

@@ -93,6 +93,28 @@ def test_gan_diversity_term_is_recorded(tmp_path):
     assert "diversity 1.0" in checkpoint.read(tmp_path / "run" / "generator.pt")["metrics"]["recipe"]
 
 
+def test_gan_twin_classifier_is_added_on_resume_and_lowers_g_loss(tmp_path):
+    """--twin (TAC-GAN): G's loss subtracts the twin's cross-entropy on its faces (same seed and batch:
+    lower than without); a run saved without the twin resumes with it, its head appended to D and to
+    Adam's parameters; it needs --aux."""
+    csv = _tiny_fer_csv(tmp_path / "fer.csv", gz=False)
+    common = ["--data", str(csv), "--batch-size", "7", "--g-channels", "4", "--d-channels", "4", "--aux", "0.5"]
+    plain = train_gan.main([*common, "--out", str(tmp_path / "plain"), "--dry-run"])
+    twin = train_gan.main([*common, "--out", str(tmp_path / "twin"), "--dry-run", "--twin", "0.5"])
+    assert twin["loss_g"][0] < plain["loss_g"][0] - 0.5 * 1.0  # the twin's cross-entropy starts near ln 7
+
+    run = [*common, "--out", str(tmp_path / "run"), "--epochs"]
+    train_gan.main([*run, "1"])
+    train_gan.main([*run, "2", "--twin", "0.5"])
+    state = checkpoint.read(tmp_path / "run" / "last.pt")["training_state"]
+    assert state["step"] == 4 and state["D"]["twin.weight"].shape == (7, 4 * 8)
+    n_params = len(state["opt_d"]["param_groups"][0]["params"])
+    assert n_params == len(state["D"]) and n_params - 1 in state["opt_d"]["state"]
+    assert "twin 0.5" in checkpoint.read(tmp_path / "run" / "generator.pt")["metrics"]["recipe"]
+    with pytest.raises(SystemExit):
+        train_gan.parse_args(["--data", "x", "--twin", "0.5", "--aux", "0"])
+
+
 def test_baseline_gan_dry_run(tmp_path):
     """The student-project baseline trains through the same entry point and loads as a generator."""
     from ml.generate import FaceGenerator
