@@ -87,13 +87,25 @@ class Generator(nn.Module):
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         assert z.dim() == 2 and z.shape[1] == self.config.latent_dim, f"z must be (B, {self.config.latent_dim})"
         if self.training or z.device.type != "cpu":
-            x = self.fc(z)
-        else:
-            # Drawing on CPU: one matrix-vector product per face. A batched product's blocking depends
-            # on the batch size, which moved outputs by ~1e-6 and, rarely, a uint8 pixel; this way a
-            # face is bit-identical in any batch (the convolutions already are at the shipped width).
-            # Not on a GPU: its kernels promise no such thing, and a loop would cost a launch per face.
-            x = torch.stack([self.fc(v) for v in z])
+            return self._forward(self.fc(z), y)
+        # Drawing on CPU: a face must be bit-identical in any batch and on any number of threads.
+        # - One matrix-vector product per face: a batched product's blocking depends on the batch
+        #   size, which moved outputs by ~1e-6 and, rarely, a uint8 pixel.
+        # - One intra-op thread: with several, oneDNN splits a small batch's transposed convolutions
+        #   unlike a single face's (measured: batch 3 on 2 threads, 2 and 4 on 3, 6 to 24 on 16),
+        #   with the same effect. On one thread every batch matches faces drawn alone, and a face
+        #   alone is the same on any number of threads (tests/ml/test_shipped_weights.py). The
+        #   setting is the calling thread's own (OpenMP), restored after; the service runs the
+        #   generator on its own worker thread and gains its throughput from batching requests.
+        # Not on a GPU: its kernels promise no such thing, and a loop would cost a launch per face.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return self._forward(torch.stack([self.fc(v) for v in z]), y)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         x = x.view(-1, self.top, 6, 6)  # (B, 8c, 6, 6)
         for block in self.blocks:
             x = block(x, y)  # doubles H and W, halves C
