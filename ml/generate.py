@@ -16,7 +16,7 @@ from PIL import Image
 
 from ml import checkpoint, plots
 from ml.labels import FER_CLASSES
-from ml.models.gan import latent_for_seed, to_uint8
+from ml.models.gan import Generator, blend_for_seed, latent_for_seed, to_uint8
 
 GRID_SEEDS = tuple(range(10))
 
@@ -40,7 +40,10 @@ class FaceGenerator:
         assert len(classes) == len(seeds), "one seed per face"
         z = torch.stack([latent_for_seed(s, self.model.config.latent_dim) for s in seeds]).to(self.device)
         y = torch.tensor(classes, dtype=torch.long, device=self.device)
-        return to_uint8(self.model(z, y)).cpu().numpy()
+        if not isinstance(self.model, Generator):  # the baseline draws from z and the class alone
+            return to_uint8(self.model(z, y)).cpu().numpy()
+        blend = torch.tensor([blend_for_seed(s) for s in seeds], device=self.device)
+        return to_uint8(self.model(z, y, blend)).cpu().numpy()
 
     def sample_grid(self, seeds=GRID_SEEDS) -> Image.Image:
         """Every emotion (rows, labelled) for each seed (columns): one person per column."""

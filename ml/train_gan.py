@@ -168,8 +168,8 @@ def add_twin_classifier(D: Discriminator, d_state: dict, opt_state: dict) -> Non
 def init_from(path: str, G: Generator, G_ema: Generator) -> dict:
     """Load a trained generator file into G and its average (a new run goes on from it); its provenance."""
     loaded = checkpoint.load(path, arch="cgan-generator", labels=FER_CLASSES)
-    if "latent_scale" in loaded.meta["metrics"]:
-        raise SystemExit(f"{path} is calibrated (latent scale {loaded.meta['metrics']['latent_scale']['scale']}); "
+    if "calibration" in loaded.meta["metrics"] or "latent_scale" in loaded.meta["metrics"]:
+        raise SystemExit(f"{path} is calibrated (it draws with chosen latent scales and blends); "
                          "start from the trained file it was calibrated from")
     for net in (G, G_ema):
         net.load_state_dict(loaded.model.state_dict())

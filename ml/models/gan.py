@@ -9,7 +9,7 @@ same face layout.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -25,6 +25,15 @@ class GeneratorConfig:
     latent_dim: int = 128
     n_classes: int = 7
     base_channels: int = 32  # channels at 48x48; x2 at each lower resolution (6x6 has 8x)
+    # How a trained generator draws, per class (``ml.evaluate_gan calibrate`` sets them; None, as
+    # in training, draws as trained). A face of class c is drawn from ``latent_scale[c] * z``, and
+    # its expression leans towards class ``blend_to[c]``: its batch-norm gains and biases move
+    # ``u * blend_max[c]`` of the way there, with u in [0, 1) drawn from the seed
+    # (:func:`blend_for_seed`), so a seed's faces lean alike in every emotion. A negative
+    # ``blend_max`` leans away from that class: a stronger expression of c.
+    latent_scale: tuple[float, ...] | None = None
+    blend_to: tuple[int, ...] | None = None
+    blend_max: tuple[float, ...] | None = None
 
 
 @dataclass
@@ -36,8 +45,15 @@ class DiscriminatorConfig:
     twin_classifier: bool = False  # TAC-GAN's twin classifier head, trained on generated faces
 
 
+Lean = tuple[torch.Tensor, torch.Tensor]  # (classes (B,), amounts (B,)): how far each face leans towards a class
+
+
 class ConditionalBatchNorm2d(nn.Module):
-    """BatchNorm without affine parameters, then a per-class gain and bias."""
+    """BatchNorm without affine parameters, then a per-class gain and bias.
+
+    With ``lean`` each face's gain and bias move part of the way towards another class's:
+    elementwise, so a face comes out the same in any batch.
+    """
 
     def __init__(self, channels: int, n_classes: int) -> None:
         super().__init__()
@@ -47,8 +63,12 @@ class ConditionalBatchNorm2d(nn.Module):
         nn.init.ones_(self.gain.weight)
         nn.init.zeros_(self.bias.weight)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.bn(x) * self.gain(y)[:, :, None, None] + self.bias(y)[:, :, None, None]
+    def forward(self, x: torch.Tensor, y: torch.Tensor, lean: Lean | None = None) -> torch.Tensor:
+        gain, bias = self.gain(y), self.bias(y)
+        if lean is not None:
+            to, t = lean[0], lean[1][:, None]
+            gain, bias = gain + t * (self.gain(to) - gain), bias + t * (self.bias(to) - bias)
+        return self.bn(x) * gain[:, :, None, None] + bias[:, :, None, None]
 
 
 class GenBlock(nn.Module):
@@ -63,8 +83,8 @@ class GenBlock(nn.Module):
         self.bn = ConditionalBatchNorm2d(c_in, n_classes)
         self.up = nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.up(F.relu(self.bn(x, y)))
+    def forward(self, x: torch.Tensor, y: torch.Tensor, lean: Lean | None = None) -> torch.Tensor:
+        return self.up(F.relu(self.bn(x, y, lean)))
 
 
 class Generator(nn.Module):
@@ -83,11 +103,36 @@ class Generator(nn.Module):
         ])
         self.out_bn = ConditionalBatchNorm2d(c, config.n_classes)
         self.out = nn.Conv2d(c, 1, 3, padding=1)
+        self.set_drawing(config.latent_scale, config.blend_to, config.blend_max)
 
-    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def set_drawing(self, latent_scale=None, blend_to=None, blend_max=None) -> None:
+        """How this generator draws each class (see :class:`GeneratorConfig`); None: as trained.
+
+        Kept in the config, so a checkpoint carries it, and in buffers for the forward pass. A
+        latent scale above 1 spreads faces further from the mean face (in eval mode the batch
+        norms after the first layer normalise with fixed statistics; in training mode they would
+        cancel it): the inverse of BigGAN's truncation trick. A blend moves a face's expression
+        part of the way towards another class's, so not every face of a class shows it fully.
+        """
+        k = self.config.n_classes
+        latent_scale = tuple(float(v) for v in latent_scale) if latent_scale is not None else None
+        blend_to = tuple(int(v) for v in blend_to) if blend_to is not None else None
+        blend_max = tuple(float(v) for v in blend_max) if blend_max is not None else None
+        assert all(v is None or len(v) == k for v in (latent_scale, blend_to, blend_max)), f"one value per class ({k})"
+        self.config = replace(self.config, latent_scale=latent_scale, blend_to=blend_to, blend_max=blend_max)
+        device = self.fc.weight.device
+        self.register_buffer("latent_scale", torch.tensor(latent_scale or (1.0,) * k, device=device), persistent=False)
+        self.register_buffer("blend_to", torch.tensor(blend_to or range(k), device=device), persistent=False)
+        self.register_buffer("blend_max", torch.tensor(blend_max or (0.0,) * k, device=device), persistent=False)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor, blend: torch.Tensor | None = None) -> torch.Tensor:
+        """``blend`` (B,) in [0, 1): each face's draw of how far, as a share of its class's
+        ``blend_max``, its expression leans towards ``blend_to``; None: not at all."""
         assert z.dim() == 2 and z.shape[1] == self.config.latent_dim, f"z must be (B, {self.config.latent_dim})"
+        z = z * self.latent_scale[y][:, None]
+        lean = None if blend is None else (self.blend_to[y], blend.to(z.dtype) * self.blend_max[y])
         if self.training or z.device.type != "cpu":
-            return self._forward(self.fc(z), y)
+            return self._forward(self.fc(z), y, lean)
         # Drawing on CPU: a face must be bit-identical in any batch and on any number of threads.
         # - One matrix-vector product per face: a batched product's blocking depends on the batch
         #   size, which moved outputs by ~1e-6 and, rarely, a uint8 pixel.
@@ -101,26 +146,15 @@ class Generator(nn.Module):
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            return self._forward(torch.stack([self.fc(v) for v in z]), y)
+            return self._forward(torch.stack([self.fc(v) for v in z]), y, lean)
         finally:
             torch.set_num_threads(threads)
 
-    def _forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor, y: torch.Tensor, lean: Lean | None) -> torch.Tensor:
         x = x.view(-1, self.top, 6, 6)  # (B, 8c, 6, 6)
         for block in self.blocks:
-            x = block(x, y)  # doubles H and W, halves C
-        return torch.tanh(self.out(F.relu(self.out_bn(x, y))))  # (B, 1, 48, 48)
-
-    @torch.no_grad()
-    def scale_latent(self, scale: float) -> None:
-        """From now on draw for ``z`` what was drawn for ``scale * z`` (in place).
-
-        The latent enters only through ``fc``, so its weight takes the scale. In eval mode the
-        batch norms after it normalise with fixed statistics, so a scale above 1 spreads faces
-        further from the mean face: the inverse of BigGAN's truncation trick. In training mode
-        the first batch norm would cancel it. ``ml.evaluate_gan calibrate`` chooses the scale.
-        """
-        self.fc.weight.mul_(scale)
+            x = block(x, y, lean)  # doubles H and W, halves C
+        return torch.tanh(self.out(F.relu(self.out_bn(x, y, lean))))  # (B, 1, 48, 48)
 
 
 class Discriminator(nn.Module):
@@ -200,6 +234,15 @@ def latent_for_seed(seed: int, latent_dim: int) -> torch.Tensor:
     """The latent vector (latent_dim,) for a seed: the same on every machine and run (CPU RNG)."""
     g = torch.Generator(device="cpu").manual_seed(int(seed))
     return torch.randn(latent_dim, generator=g)
+
+
+BLEND_STREAM = 10**9  # blend_for_seed's generator is seeded with seed + this
+
+
+def blend_for_seed(seed: int) -> float:
+    """The seed's blend draw in [0, 1) (see :class:`GeneratorConfig`): the same on every machine
+    and run, from a stream apart from the latent's (numpy's PCG64, seeded with seed + 10**9)."""
+    return float(np.random.default_rng(int(seed) + BLEND_STREAM).random())
 
 
 def from_uint8(images: np.ndarray) -> torch.Tensor:

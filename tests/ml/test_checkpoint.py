@@ -28,6 +28,22 @@ def test_generator_round_trip(tmp_path):
     torch.testing.assert_close(checkpoint.load(path).model(z, y), g(z, y))
 
 
+def test_generator_round_trip_keeps_how_it_draws(tmp_path):
+    """A calibrated generator's per-class latent scales and blends travel in its config."""
+    torch.manual_seed(0)
+    g = Generator(GeneratorConfig(base_channels=4, latent_dim=8)).eval()
+    for m in g.modules():
+        if isinstance(m, torch.nn.Embedding):
+            torch.nn.init.normal_(m.weight)
+    z, y, blend = torch.randn(2, 8), torch.tensor([1, 2]), torch.tensor([0.9, 0.6])
+    plain = g(z, y, blend)
+    g.set_drawing([0.8, 1.0, 1.3, 1.6, 1.9, 1.0, 1.0], [0, 2, 4, 3, 4, 5, 6], [0, 0.5, -0.4, 0, 0, 0, 0])
+    path = checkpoint.save(tmp_path / "g.pt", g, labels=FER_CLASSES)
+    loaded = checkpoint.load(path).model
+    assert loaded.config == g.config and loaded.config.blend_max[2] == -0.4
+    assert torch.equal(loaded(z, y, blend), g(z, y, blend)) and not torch.allclose(loaded(z, y, blend), plain)
+
+
 def test_feature_mismatch_says_what_differs(tmp_path):
     model = SERNet(SERConfig(channels=(4, 8, 8, 8), embed_dim=16))
     path = checkpoint.save(tmp_path / "ser.pt", model, labels=EMOTIONS)

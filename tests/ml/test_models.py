@@ -72,14 +72,36 @@ def test_generator_shapes_and_range():
     assert x.shape == (5, 1, 48, 48) and x.min() >= -1 and x.max() <= 1
 
 
-def test_scale_latent_draws_what_a_wider_latent_drew():
+def test_drawing_settings_scale_the_latent_and_blend_expressions_per_class():
+    """set_drawing: class c draws from latent_scale[c] * z, and leans blend * blend_max[c] of the
+    way towards class blend_to[c] (all the way: that class's face); no blend draws as trained."""
     torch.manual_seed(0)
     g = Generator(GeneratorConfig(latent_dim=16, base_channels=4)).eval()
-    z, y = torch.randn(6, 16), torch.arange(6) % 7
-    wide = g(1.3 * z, y)
-    assert not torch.allclose(wide, g(z, y), atol=1e-3)  # eval-mode batch norm keeps the spread
-    g.scale_latent(1.3)
-    torch.testing.assert_close(g(z, y), wide, atol=1e-5, rtol=0)
+    for m in g.modules():  # a fresh generator's classes all share gain 1 and bias 0
+        if isinstance(m, torch.nn.Embedding):
+            torch.nn.init.normal_(m.weight, 0.0, 0.5)
+    z, y = torch.randn(7, 16), torch.arange(7)
+    trained, wide = g(z, y), g(1.3 * z, y)
+    assert not torch.allclose(wide, trained, atol=1e-3)  # eval-mode batch norm keeps the spread
+    to = torch.tensor([6, 0, 1, 2, 3, 4, 5])
+    g.set_drawing([1.3] * 7, to.tolist(), [1.0] * 7)
+    assert torch.equal(g(z, y), wide) and torch.equal(g(z, y, torch.zeros(7)), wide)
+    torch.testing.assert_close(g(z, y, torch.ones(7)), Generator.forward(_as_trained(g), 1.3 * z, to), atol=1e-5, rtol=0)
+    half = g(z, y, torch.full((7,), 0.5))
+    assert (half - wide).abs().amax() > 1e-3 and (half - g(z, y, torch.ones(7))).abs().amax() > 1e-3
+    g.set_drawing([1.3] * 7, to.tolist(), [-0.5] * 7)  # away from the other class: neither of the above
+    away = g(z, y, torch.ones(7))
+    assert (away - wide).abs().amax() > 1e-3 and (away - half).abs().amax() > 1e-3
+    g.set_drawing()
+    assert torch.equal(g(z, y, torch.rand(7)), trained) and g.config.latent_scale is None
+
+
+def _as_trained(g: Generator) -> Generator:
+    import copy
+
+    plain = copy.deepcopy(g)
+    plain.set_drawing()
+    return plain
 
 
 @pytest.mark.parametrize("recipe", ["ours", "baseline"])

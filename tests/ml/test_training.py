@@ -71,7 +71,7 @@ def test_gan_init_generator_starts_g_from_the_file_and_d_afresh(tmp_path):
     assert not torch.equal(moved, source.fc.weight.detach())
 
     calibrated = Generator(GeneratorConfig(base_channels=4))
-    checkpoint.save(tmp_path / "calibrated.pt", calibrated, labels=FER_CLASSES, metrics={"latent_scale": {"scale": 1.3}})
+    checkpoint.save(tmp_path / "calibrated.pt", calibrated, labels=FER_CLASSES, metrics={"calibration": {"scale": 1.3}})
     with pytest.raises(SystemExit, match="calibrated"):
         train_gan.main([*common[:-1], str(tmp_path / "calibrated.pt"), "--out", str(tmp_path / "cal")])
 
@@ -270,35 +270,46 @@ def test_gan_evaluation_runs_end_to_end(tmp_path, tiny_weights):
     assert f"| 100% (recognised PublicTest faces: {recognised['fear']:.0%}) |" in table
 
 
-def test_gan_calibration_writes_the_scale_it_chose_on_publictest(tmp_path, tiny_weights):
-    """calibrate: the scale with the lowest distance to PublicTest, written into the file's first
-    layer and its card metrics; an already calibrated file is refused (scales would compound)."""
+def test_gan_calibration_writes_what_it_chose_on_publictest(tmp_path, tiny_weights):
+    """calibrate: step 1 the one scale with the lowest distance to PublicTest; step 2 per class the
+    candidate (scale, blend) that lowers the whole distance most among those passing the bars,
+    written into the file's config and card metrics with the trained weights unchanged; an
+    already calibrated file is refused (scales would compound)."""
     from ml import evaluate_gan
 
     csv = _tiny_fer_csv(tmp_path / "fer.csv", gz=False)
     clf = tmp_path / "clf.pt"
     evaluate_gan.main(["train-classifier", "--data", str(csv), "--out", str(clf), "--dry-run"])
     out = tmp_path / "calibrated.pt"
-    result = evaluate_gan.main(["calibrate", "--data", str(csv), "--classifier", str(clf), "--generator",
-                                str(tiny_weights[1]), "--out", str(out), "--per-class", "4", "--scales", "0.5", "1", "3"])
+    common = ["calibrate", "--data", str(csv), "--classifier", str(clf), "--generator", str(tiny_weights[1]),
+              "--per-class", "4", "--scales", "0.5", "1", "3", "--class-scales", "0.5", "1", "3", "--blends", "0.5"]
+    result = evaluate_gan.main([*common, "--out", str(out), "--min-accuracy", "0", "--min-diversity", "0"])
     by_scale = result["public_frechet_by_scale"]
     assert set(by_scale) == {0.5, 1.0, 3.0} and len(set(by_scale.values())) == 3  # the scale changes the faces
-    assert by_scale[result["scale"]] == min(by_scale.values()) == result["public_frechet"]
-    trained = checkpoint.load(tiny_weights[1], arch="cgan-generator").model
+    assert by_scale[result["scale"]] == min(by_scale.values())
+    # every candidate passes, and step 1's choice is one of them: per class can only lower the distance
+    assert result["public_frechet"] <= by_scale[result["scale"]]
+    chosen = result["per_class"]
+    assert set(chosen) == set(FER_CLASSES) and result["rounds"] >= 1
+    assert any(v["latent_scale"] != result["scale"] or v["blend_max"] for v in chosen.values())  # step 2 moved
     loaded = checkpoint.load(out, arch="cgan-generator")
-    assert loaded.meta["metrics"]["latent_scale"]["scale"] == result["scale"]
-    assert loaded.meta["metrics"]["latent_scale"]["source_sha256"] == checkpoint.file_sha256(tiny_weights[1])
-    assert torch.equal(loaded.model.fc.weight, trained.fc.weight * result["scale"])
+    config = loaded.model.config
+    assert list(config.latent_scale) == [chosen[c]["latent_scale"] for c in FER_CLASSES]
+    assert [FER_CLASSES[i] for i in config.blend_to] == [chosen[c]["blend_to"] for c in FER_CLASSES]
+    assert list(config.blend_max) == [chosen[c]["blend_max"] for c in FER_CLASSES]
+    assert loaded.meta["metrics"]["calibration"]["source_sha256"] == checkpoint.file_sha256(tiny_weights[1])
+    trained = checkpoint.load(tiny_weights[1], arch="cgan-generator").model
+    assert all(torch.equal(v, trained.state_dict()[k]) for k, v in loaded.model.state_dict().items())
     per_class = result["public_per_class_by_scale"]
     assert set(per_class) == set(by_scale) and set(per_class[1.0]) == set(FER_CLASSES)
     assert all(0 <= v["accuracy"] <= 1 and v["diversity_ratio"] > 0 for v in per_class[3.0].values())
     assert per_class[0.5]["fear"]["diversity_ratio"] < per_class[3.0]["fear"]["diversity_ratio"]  # a wider latent
     table = evaluate_gan.calibration_table(result)
-    assert f"| **{result['scale']}** |" in table and table.count("\n| ") == 3  # one row per scale
+    assert f"| **{result['scale']}** |" in table and table.count("\n| ") == 5  # a row per scale, two per emotion
     files = set(tmp_path.iterdir())
-    printed = evaluate_gan.main(["calibrate", "--data", str(csv), "--classifier", str(clf), "--generator",
-                                 str(tiny_weights[1]), "--per-class", "4", "--scales", "1"])  # no --out: table only
-    assert printed["public_per_class_by_scale"][1.0] == per_class[1.0] and set(tmp_path.iterdir()) == files
+    strict = evaluate_gan.main([*common, "--min-accuracy", "2"])  # no --out: table only; nothing passes
+    assert strict["public_per_class_by_scale"][1.0] == per_class[1.0] and set(tmp_path.iterdir()) == files
+    assert all(v["latent_scale"] == strict["scale"] and v["blend_max"] == 0 for v in strict["per_class"].values())
     with pytest.raises(SystemExit, match="already calibrated"):
         evaluate_gan.main(["calibrate", "--data", str(csv), "--classifier", str(clf), "--generator", str(out),
                            "--out", str(tmp_path / "twice.pt"), "--per-class", "4"])
