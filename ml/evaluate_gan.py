@@ -187,11 +187,11 @@ def evaluate(args: argparse.Namespace) -> dict:
     for spec in args.generator:
         name, _, path = spec.rpartition("=")
         name = name or Path(path).stem
-        reports[name] = _evaluate_generator(path, clf, real_feat, real, args.per_class)
+        reports[name] = _evaluate_generator(path, clf, real_feat, real, args.per_class, args.first_seed)
         log.info("%s: %s", name, json.dumps(reports[name]))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    result = {"real": real, "generators": reports, "per_class": args.per_class,
+    result = {"real": real, "generators": reports, "per_class": args.per_class, "first_seed": args.first_seed,
               "classifier": {"path": str(args.classifier), "sha256": checkpoint.file_sha256(args.classifier)}}
     (out / "gan_eval.json").write_text(json.dumps(result, indent=1))
     (out / "gan_eval.md").write_text(markdown_table(result))
@@ -329,12 +329,13 @@ def calibration_table(calibration: dict) -> str:
                                "far towards, or away from, that emotion), chosen as `calibrate` says.\n")
 
 
-def _evaluate_generator(path: str, clf: FERClassifier, real_feat: np.ndarray, real: dict, n: int) -> dict:
+def _evaluate_generator(path: str, clf: FERClassifier, real_feat: np.ndarray, real: dict, n: int,
+                        first_seed: int = 0) -> dict:
     gen, loaded = FaceGenerator.from_checkpoint(path)
     report: dict = {"path": path, "sha256": loaded.sha256, "per_class": {}}
     fakes, fake_feats = [], []
     for c, name in enumerate(FER_CLASSES):
-        faces = draw(gen, c, range(n))
+        faces = draw(gen, c, range(first_seed, first_seed + n))
         pred, feat = classify(clf, faces)
         fakes.append(faces)
         fake_feats.append(feat)
@@ -391,7 +392,8 @@ def markdown_table(result: dict) -> str:
     row("**diversity vs real, lowest emotion**", [f"**{g['diversity_ratio_min']:.0%}**" for g in gens], "100%")
     row("identity ratio (same seed, 7 emotions / different seeds)", [f"{g['identity_ratio']:.2f}" for g in gens], "")
     shares = ", ".join(f"{c} {v:.1%}" for c, v in real["private_label_share"].items())
-    return ("\n".join(rows) + f"\n\n{result['per_class']} generated faces per emotion (seeds 0-{result['per_class'] - 1}). "
+    first = result.get("first_seed", 0)
+    return ("\n".join(rows) + f"\n\n{result['per_class']} generated faces per emotion (seeds {first}-{first + result['per_class'] - 1}). "
             f"In the Frechet distance each emotion counts with its share of PrivateTest ({shares}).\n")
 
 
@@ -412,6 +414,7 @@ def main(argv: list[str] | None = None) -> dict:
     e.add_argument("--generator", nargs="+", default=["generator=weights/generator.pt"],
                    help="one or more generator checkpoints, each as name=path or path")
     e.add_argument("--per-class", type=int, default=500)
+    e.add_argument("--first-seed", type=int, default=0, help="faces are drawn from seeds first..first+n-1")
     e.add_argument("--out", default="runs/gan_eval")
     c = sub.add_parser("calibrate", help="write a copy of --generator drawing as chosen on PublicTest")
     c.add_argument("--data", required=True)

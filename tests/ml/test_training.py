@@ -268,6 +268,12 @@ def test_gan_evaluation_runs_end_to_end(tmp_path, tiny_weights):
     recognised = result["real"]["recognised_real_diversity_ratio"]
     assert set(recognised) == set(report["per_class"]) and all(v >= 0 for v in recognised.values())
     assert f"| 100% (recognised PublicTest faces: {recognised['fear']:.0%}) |" in table
+    assert "(seeds 0-5)" in table
+    other = evaluate_gan.main(["evaluate", "--data", str(csv), "--classifier", str(clf), "--generator",
+                               f"ours={tiny_weights[1]}", "--per-class", "6", "--first-seed", "1000",
+                               "--out", str(tmp_path / "eval1000")])  # other faces, other figures
+    assert other["generators"]["ours"]["frechet_to_private"] != report["frechet_to_private"]
+    assert "(seeds 1000-1005)" in (tmp_path / "eval1000" / "gan_eval.md").read_text()
 
 
 def test_gan_calibration_writes_what_it_chose_on_publictest(tmp_path, tiny_weights):
