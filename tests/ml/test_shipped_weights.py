@@ -42,7 +42,11 @@ def test_generator_file_and_card():
     assert SHIPPED_GENERATOR.stat().st_size <= 20 * 1024 * 1024
     meta = checkpoint.load(SHIPPED_GENERATOR, arch="cgan-generator").meta
     assert meta["labels"] == list(FER_CLASSES) and meta["data"]["dataset"] == "FER-2013"
-    assert meta["metrics"]["latent_scale"]["chosen_on"].startswith("PublicTest")  # calibrated, as the card says
+    calibration = meta["metrics"]["calibration"]  # calibrated on PublicTest, as the card says
+    assert calibration["chosen_on"].startswith("PublicTest")
+    config = checkpoint.load(SHIPPED_GENERATOR, arch="cgan-generator").model.config
+    assert [FER_CLASSES[i] for i in config.blend_to] == [calibration["per_class"][c]["blend_to"] for c in FER_CLASSES]
+    assert list(config.latent_scale) == [calibration["per_class"][c]["latent_scale"] for c in FER_CLASSES]
     assert SHIPPED_GENERATOR.with_suffix(".md").exists()
 
 
@@ -65,12 +69,14 @@ def test_generator_floats_do_not_depend_on_the_batch_or_threads(generator, threa
     batches differed from a single face's (batch 3 on 2 threads, 2 and 4 on 3, 3, 5 and 6 on 4)."""
     import torch
 
-    from ml.models.gan import latent_for_seed
+    from ml.models.gan import blend_for_seed, latent_for_seed
 
     z = torch.stack([latent_for_seed(s, generator.model.config.latent_dim) for s in range(70)])
-    y = torch.arange(70) % 7
+    y, blend = torch.arange(70) % 7, torch.tensor([blend_for_seed(s) for s in range(70)])
+    assert generator.model.blend_max.count_nonzero() > 0, "the shipped file blends: the test must cover it"
+
     def alone() -> torch.Tensor:
-        return torch.cat([generator.model(z[i:i + 1], y[i:i + 1]) for i in range(70)])
+        return torch.cat([generator.model(z[i:i + 1], y[i:i + 1], blend[i:i + 1]) for i in range(70)])
 
     before = torch.get_num_threads()
     try:
@@ -80,7 +86,7 @@ def test_generator_floats_do_not_depend_on_the_batch_or_threads(generator, threa
             torch.set_num_threads(threads)
             assert torch.equal(alone(), reference), "a face alone depends on the thread count"
             for start, n in [(0, n) for n in range(2, 13)] + [(5, 2), (3, 17), (1, 24), (0, 64), (0, 70)]:
-                assert torch.equal(generator.model(z[start:start + n], y[start:start + n]),
+                assert torch.equal(generator.model(z[start:start + n], y[start:start + n], blend[start:start + n]),
                                    reference[start:start + n]), (start, n)
             assert torch.get_num_threads() == threads, "drawing restores the caller's thread count"
     finally:
