@@ -54,7 +54,7 @@ from tqdm import tqdm
 
 from ml import checkpoint
 from ml.data import fer2013
-from ml.generate import FaceGenerator
+from ml.generate import CALIBRATION, FaceGenerator, is_calibrated
 from ml.labels import FER_CLASSES
 from ml.models.fer_classifier import FERClassifier, FERClassifierConfig
 from ml.models.gan import from_uint8
@@ -206,7 +206,6 @@ def draw(gen: FaceGenerator, c: int, seeds) -> np.ndarray:
 
 
 CALIBRATION_SEED0 = 1_000_000  # calibrate draws seeds from here; evaluate uses 0..n-1
-CALIBRATION = "calibration"  # the metrics key of a calibrated file's record
 
 
 @torch.no_grad()
@@ -216,7 +215,7 @@ def calibrate(args: argparse.Namespace) -> dict:
     1. One latent scale for every class (``--scales``): the one whose faces lie closest to
        PublicTest's in Frechet distance (each emotion weighted by its PublicTest share).
     2. Per class, among ``--class-scales`` x (no blend, or a blend of ``--blends`` towards each
-       other class) (see ``GeneratorConfig``): starting with every class at step 1's scale,
+       other class, away from it where negative) (see ``GeneratorConfig``): starting with every class at step 1's scale,
        each class in turn (angry to neutral) takes the candidate that brings the whole distance
        lowest among those whose faces PublicTest's classifier recognises at least
        ``--min-accuracy`` of the time and that are at least ``--min-diversity`` as diverse as
@@ -226,11 +225,12 @@ def calibrate(args: argparse.Namespace) -> dict:
        share near 40% has a standard error of 2.2 points, so 45% is about 2 of them above the
        bar) and PrivateTest's faces for PublicTest's in the diversity.
 
-    Each candidate draws the same ``--per-class`` seeds from 1,000,000 up; every record (per
-    scale and per candidate: recognised share and diversity) goes into the checkpoint.
+    Each candidate draws the same ``--per-class`` seeds from 1,000,000 up. The checkpoint keeps
+    the rule, step 1's record per scale and the chosen candidates' records (recognised share and
+    diversity); the other candidates' are not kept.
     """
     gen, loaded = FaceGenerator.from_checkpoint(args.generator)
-    if CALIBRATION in loaded.meta["metrics"] or "latent_scale" in loaded.meta["metrics"]:
+    if is_calibrated(loaded):
         raise SystemExit(f"{args.generator} is already calibrated; calibrate the trained generator instead")
     clf = checkpoint.load(args.classifier, arch="fer-classifier", labels=FER_CLASSES).model
     public_x, public_y = fer2013.load(args.data, "PublicTest")

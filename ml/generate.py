@@ -19,6 +19,14 @@ from ml.labels import FER_CLASSES
 from ml.models.gan import Generator, blend_for_seed, latent_for_seed, to_uint8
 
 GRID_SEEDS = tuple(range(10))
+CALIBRATION = "calibration"  # the metrics key of a calibrated generator's record (``ml.evaluate_gan calibrate``)
+
+
+def is_calibrated(loaded: checkpoint.Loaded) -> bool:
+    """Whether a generator file draws as calibrated, not as trained (files calibrated before
+    session 13 hold their record under "latent_scale"): calibrating it again, or training on
+    from it, would compound the settings."""
+    return CALIBRATION in loaded.meta["metrics"] or "latent_scale" in loaded.meta["metrics"]
 
 
 class FaceGenerator:

@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from ml import checkpoint, plots
 from ml.data import fer2013
-from ml.generate import GRID_SEEDS, FaceGenerator
+from ml.generate import GRID_SEEDS, FaceGenerator, is_calibrated
 from ml.labels import FER_CLASSES
 from ml.models.baseline_gan import (BaselineDiscriminator, BaselineDiscriminatorConfig, BaselineGenerator,
                                     BaselineGeneratorConfig)
@@ -168,7 +168,7 @@ def add_twin_classifier(D: Discriminator, d_state: dict, opt_state: dict) -> Non
 def init_from(path: str, G: Generator, G_ema: Generator) -> dict:
     """Load a trained generator file into G and its average (a new run goes on from it); its provenance."""
     loaded = checkpoint.load(path, arch="cgan-generator", labels=FER_CLASSES)
-    if "calibration" in loaded.meta["metrics"] or "latent_scale" in loaded.meta["metrics"]:
+    if is_calibrated(loaded):
         raise SystemExit(f"{path} is calibrated (it draws with chosen latent scales and blends); "
                          "start from the trained file it was calibrated from")
     for net in (G, G_ema):
