@@ -26,60 +26,16 @@ import numpy as np
 import torch
 
 from ml import audio, checkpoint, plots
+from ml.augment import PERTURBATIONS, perturb
 from ml.data import ravdess
 from ml.labels import EMOTIONS, merge_calm
+from ml.metrics import EMOTIONS_7, confusion, scores, scores_7
 from ml.models.ser import SERNet
 from ml.recognize import EmotionRecognizer
 from ml.runtime import setup_cli
-from ml.train_ser import band_limit, ensemble_of, fit, parse_seeds
+from ml.train_ser import ensemble_of, fit, parse_seeds
 
 log = logging.getLogger(__name__)
-PERTURBATIONS = ("clean", "noise_10db", "telephone_8k", "gain_-20db", "pad_2x")
-EMOTIONS_7 = tuple(e for e in EMOTIONS if e != "calm")
-
-
-def scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = len(EMOTIONS)) -> dict[str, float]:
-    """Unweighted accuracy (mean per-class recall), weighted accuracy, macro-F1."""
-    cm = confusion(y_true, y_pred, n_classes)
-    support = cm.sum(1)
-    recall = np.divide(np.diag(cm), support, out=np.zeros(n_classes), where=support > 0)
-    predicted = cm.sum(0)
-    precision = np.divide(np.diag(cm), predicted, out=np.zeros(n_classes), where=predicted > 0)
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(n_classes), where=(precision + recall) > 0)
-    present = support > 0
-    return {"ua": float(recall[present].mean()), "wa": float(np.trace(cm) / cm.sum()), "macro_f1": float(f1[present].mean())}
-
-
-def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
-    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(cm, (y_true, y_pred), 1)
-    return cm
-
-
-def scores_7(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """The same scores with calm merged into neutral (7 classes)."""
-    m = np.vectorize(merge_calm)
-    return scores(m(y_true), m(y_pred), len(EMOTIONS_7))
-
-
-def perturb(wave: np.ndarray, kind: str, seed: int) -> np.ndarray:
-    """A perturbed copy of a (T,) clip at the model rate, decoded back through the real front door."""
-    if kind == "clean":
-        return wave
-    if kind == "noise_10db":
-        rng = np.random.default_rng(seed)
-        rms = np.sqrt(np.mean(wave ** 2))
-        return (wave + rng.standard_normal(len(wave)).astype(np.float32) * rms / 10 ** (10 / 20)).astype(np.float32)
-    if kind == "telephone_8k":
-        narrow = band_limit(torch.from_numpy(wave), 300.0, 3400.0).numpy()
-        at_8k = audio.resample(narrow, audio.SAMPLE_RATE, 8000)
-        return audio.from_array(at_8k, 8000).samples
-    if kind == "gain_-20db":
-        return (wave * 0.1).astype(np.float32)
-    if kind == "pad_2x":
-        half = len(wave) // 2
-        return np.concatenate([np.zeros(half, np.float32), wave, np.zeros(len(wave) - half, np.float32)])
-    raise ValueError(f"unknown perturbation {kind!r}")
 
 
 def parse_speeds(text: str) -> list[float]:

@@ -8,22 +8,14 @@
     python -m ml.train_ser --data ../shared/data/ravdess --out /tmp/ser.pt --dry-run
 
 Robustness is built into the recipe rather than hoped for: every training clip is trimmed of
-silence exactly as at inference, then randomly speed-perturbed (0.9/1.0/1.1), gain-changed
-(-25..+6 dB), band-limited to the telephone band (300-3400 Hz) and mixed with white, pink or
-brown noise at 5-30 dB SNR; the log-mel is normalised per clip (gain-invariant), SpecAugment masks
-time and frequency, and mixup blends clips. ``evaluate_ser`` measures what this buys.
+silence exactly as at inference, then given a random view (``ml.augment``: speed 0.9/1.0/1.1,
+gain, telephone band, coloured noise); the log-mel is normalised per clip (gain-invariant),
+SpecAugment masks time and frequency, and mixup blends clips. ``ml.evaluate_ser`` measures what
+this buys; the figures are in ``weights/ser.md``.
 
 ``--seeds 0,1`` trains one network per seed on the same clips and saves them as one
-``ser-ensemble`` checkpoint that averages their probabilities. Measured (``evaluate_ser
---seeds 0,1 --epochs 30``): on the 6 folds the seeds alone score 55.3% and 53.0% UA and their ensemble 55.5%,
-while it doubles the model's cost (model alone on a 4 s clip: 11.1 ms, against 8.5 ms for one
-network on the same machine that day; ``/speech-to-face`` p50 at concurrency 1: 30.6 ms, over its
-30 ms target; ``tests/perf/results/service_ser_ensemble.json``). So the shipped model is one
-network, seed 0.
-
-90 epochs: the 6-fold mean 8-class UA was 55.3% at 30 epochs, 62.6% at 60 and 64.8% at 90,
-scored with one view; served with three test-time views (``ml.recognize``), the 90-epoch
-models score 66.9% (``weights/ser.md``).
+``ser-ensemble`` checkpoint that averages their probabilities. It doubles the model's cost, so
+the shipped model is one network (``docs/experiments/ser.md`` has the measurement).
 """
 
 from __future__ import annotations
@@ -42,65 +34,16 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from ml import audio, checkpoint
+from ml.augment import augment_wave, spec_augment
 from ml.data import ravdess
 from ml.labels import EMOTIONS
+from ml.metrics import scores
 from ml.models.ser import SERConfig, SEREnsemble, SERNet
 from ml.recognize import EmotionRecognizer
 from ml.runtime import seed_everything, setup_cli
 
 log = logging.getLogger(__name__)
 SR = audio.SAMPLE_RATE
-
-
-def _coloured_noise(n: int, kind: int, g: torch.Generator) -> torch.Tensor:
-    """White (0), pink (1) or brown (2) noise of n samples, unit RMS."""
-    white = torch.randn(n, generator=g)
-    if kind == 0:
-        return white
-    spec = torch.fft.rfft(white)
-    f = torch.arange(spec.shape[0], dtype=torch.float32).clamp(min=1)
-    spec = spec / (f.sqrt() if kind == 1 else f)
-    noise = torch.fft.irfft(spec, n)
-    return noise / noise.pow(2).mean().sqrt().clamp(min=1e-8)
-
-
-def band_limit(wave: torch.Tensor, low: float, high: float) -> torch.Tensor:
-    """Zero every frequency outside [low, high] Hz of a (T,) wave at the model rate."""
-    spec = torch.fft.rfft(wave)
-    freqs = torch.fft.rfftfreq(wave.shape[-1], 1 / SR)
-    return torch.fft.irfft(spec * ((freqs >= low) & (freqs <= high)), wave.shape[-1])
-
-
-def augment_wave(wave: torch.Tensor, g: torch.Generator, max_len: int) -> torch.Tensor:
-    """One random training view of a trimmed (T,) clip."""
-    r = lambda: float(torch.rand(1, generator=g))  # noqa: E731
-    wave = audio.change_speed(wave, audio.SPEED_FACTORS[int(r() * len(audio.SPEED_FACTORS))])
-    if wave.shape[-1] > max_len:
-        start = int(r() * (wave.shape[-1] - max_len))
-        wave = wave[start:start + max_len]
-    if r() < 0.25:
-        wave = band_limit(wave, 300.0, 3400.0)
-    if r() < 0.5:
-        rms = wave.pow(2).mean().sqrt()
-        snr_db = 5 + 25 * r()
-        wave = wave + _coloured_noise(wave.shape[-1], int(r() * 3), g) * rms / 10 ** (snr_db / 20)
-    return wave * 10 ** ((-25 + 31 * r()) / 20)
-
-
-def spec_augment(feats: torch.Tensor, frames: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """Two frequency masks (<= 8 bins) and two time masks (<= 10% of the clip) per example."""
-    feats = feats.clone()
-    b, m, _ = feats.shape
-    for i in range(b):
-        for _ in range(2):
-            w = int(torch.randint(0, 9, (1,), generator=g))
-            f0 = int(torch.randint(0, m - w + 1, (1,), generator=g))
-            feats[i, f0:f0 + w] = 0
-            tmax = max(1, int(frames[i]) // 10)
-            w = int(torch.randint(0, tmax + 1, (1,), generator=g))
-            t0 = int(torch.randint(0, max(1, int(frames[i]) - w), (1,), generator=g))
-            feats[i, :, t0:t0 + w] = 0
-    return feats
 
 
 def fit(waves: list[np.ndarray], labels: np.ndarray, *, epochs: int, batch_size: int = 32, lr: float = 3e-3,
@@ -196,8 +139,6 @@ def main(argv: list[str] | None = None) -> dict:
                      "recipe": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seeds": args.seeds,
                                 "config": asdict(members[0].config)}}
     if test:
-        from ml.evaluate_ser import scores
-
         test_waves, y = ravdess.load_waves(test), np.array([c.label for c in test])
         metrics["holdout"] = {"fold": args.holdout_fold,
                               **scores(y, EmotionRecognizer(model, device).predict(test_waves).argmax(1))}

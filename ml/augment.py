@@ -1,0 +1,85 @@
+"""Training views and evaluation perturbations of a speech clip: the one place that says what
+"noisy", "telephone" or "quieter" means, for ``ml.train_ser`` (random views) and
+``ml.evaluate_ser`` (fixed perturbations of held-out clips) alike."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ml import audio
+
+SR = audio.SAMPLE_RATE
+TELEPHONE_BAND_HZ = (300.0, 3400.0)
+PERTURBATIONS = ("clean", "noise_10db", "telephone_8k", "gain_-20db", "pad_2x")
+
+
+def _coloured_noise(n: int, kind: int, g: torch.Generator) -> torch.Tensor:
+    """White (0), pink (1) or brown (2) noise of n samples, unit RMS."""
+    white = torch.randn(n, generator=g)
+    if kind == 0:
+        return white
+    spec = torch.fft.rfft(white)
+    f = torch.arange(spec.shape[0], dtype=torch.float32).clamp(min=1)
+    spec = spec / (f.sqrt() if kind == 1 else f)
+    noise = torch.fft.irfft(spec, n)
+    return noise / noise.pow(2).mean().sqrt().clamp(min=1e-8)
+
+
+def band_limit(wave: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """Zero every frequency outside [low, high] Hz of a (T,) wave at the model rate."""
+    spec = torch.fft.rfft(wave)
+    freqs = torch.fft.rfftfreq(wave.shape[-1], 1 / SR)
+    return torch.fft.irfft(spec * ((freqs >= low) & (freqs <= high)), wave.shape[-1])
+
+
+def augment_wave(wave: torch.Tensor, g: torch.Generator, max_len: int) -> torch.Tensor:
+    """One random training view of a trimmed (T,) clip."""
+    r = lambda: float(torch.rand(1, generator=g))  # noqa: E731
+    wave = audio.change_speed(wave, audio.SPEED_FACTORS[int(r() * len(audio.SPEED_FACTORS))])
+    if wave.shape[-1] > max_len:
+        start = int(r() * (wave.shape[-1] - max_len))
+        wave = wave[start:start + max_len]
+    if r() < 0.25:
+        wave = band_limit(wave, *TELEPHONE_BAND_HZ)
+    if r() < 0.5:
+        rms = wave.pow(2).mean().sqrt()
+        snr_db = 5 + 25 * r()
+        wave = wave + _coloured_noise(wave.shape[-1], int(r() * 3), g) * rms / 10 ** (snr_db / 20)
+    return wave * 10 ** ((-25 + 31 * r()) / 20)
+
+
+def spec_augment(feats: torch.Tensor, frames: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Two frequency masks (<= 8 bins) and two time masks (<= 10% of the clip) per example."""
+    feats = feats.clone()
+    b, m, _ = feats.shape
+    for i in range(b):
+        for _ in range(2):
+            w = int(torch.randint(0, 9, (1,), generator=g))
+            f0 = int(torch.randint(0, m - w + 1, (1,), generator=g))
+            feats[i, f0:f0 + w] = 0
+            tmax = max(1, int(frames[i]) // 10)
+            w = int(torch.randint(0, tmax + 1, (1,), generator=g))
+            t0 = int(torch.randint(0, max(1, int(frames[i]) - w), (1,), generator=g))
+            feats[i, :, t0:t0 + w] = 0
+    return feats
+
+
+def perturb(wave: np.ndarray, kind: str, seed: int) -> np.ndarray:
+    """A perturbed copy of a (T,) clip at the model rate, decoded back through the real front door."""
+    if kind == "clean":
+        return wave
+    if kind == "noise_10db":
+        rng = np.random.default_rng(seed)
+        rms = np.sqrt(np.mean(wave ** 2))
+        return (wave + rng.standard_normal(len(wave)).astype(np.float32) * rms / 10 ** (10 / 20)).astype(np.float32)
+    if kind == "telephone_8k":
+        narrow = band_limit(torch.from_numpy(wave), *TELEPHONE_BAND_HZ).numpy()
+        at_8k = audio.resample(narrow, audio.SAMPLE_RATE, 8000)
+        return audio.from_array(at_8k, 8000).samples
+    if kind == "gain_-20db":
+        return (wave * 0.1).astype(np.float32)
+    if kind == "pad_2x":
+        half = len(wave) // 2
+        return np.concatenate([np.zeros(half, np.float32), wave, np.zeros(len(wave) - half, np.float32)])
+    raise ValueError(f"unknown perturbation {kind!r}")
