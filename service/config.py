@@ -8,6 +8,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+STATIC_DIR = Path(__file__).resolve().parent / "static"  # the demo page
 
 
 class Settings(BaseSettings):
@@ -21,7 +22,7 @@ class Settings(BaseSettings):
     ser_weights: Path = WEIGHTS_DIR / "ser.pt"
     generator_weights: Path = WEIGHTS_DIR / "generator.pt"
     ser_views: int = Field(3, description="test-time views per clip: 3 (speeds 0.9/1.0/1.1, as evaluated) "
-                                          "or 1 (a third of the SER work, 2.1 points less accurate)")
+                                          "or 1 (a third of the SER work, less accurate: weights/ser.md)")
     max_body_mb: float = Field(25.0, gt=0, description="largest accepted request body")
     max_audio_s: float = Field(60.0, gt=0, description="longest accepted recording")
     max_batch_size: int = Field(64, ge=1, le=1024, description="largest micro-batch per forward pass")

@@ -9,20 +9,21 @@ from typing import Annotated
 
 import anyio
 import numpy as np
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.datastructures import UploadFile
 
 from ml import audio
 from ml.labels import EMOTIONS, fer_index, normalize_emotion
-from service.errors import NotReady, Problem
+from service.config import STATIC_DIR
+from service.deps import Auth, Models
+from service.engines import Engines
+from service.errors import Problem
 from service.inference import encode_png, seed_from_bytes
-from service.main import STATIC_DIR, Engines
 from service.schemas import EmotionResult, Health, Ready, SpeechToFaceResult
 
 router = APIRouter()
-ROUTES = {"/", "/health", "/ready", "/metrics", "/emotion", "/generate", "/speech-to-face", "/docs", "/openapi.json"}
 MAX_PIXELS = 4096 * 4096  # count x size^2 cap for a grid, so one request cannot ask for gigapixels
 
 AUDIO_BODY = {
@@ -47,28 +48,6 @@ AUDIO_ERRORS = {
     503: {"description": "models still loading", **PROBLEM},
 }
 PNG = {200: {"content": {"image/png": {}}, "description": "a PNG face (or grid of faces)"}}
-
-
-def engines_of(request: Request) -> Engines:
-    engines: Engines | None = request.app.state.engines
-    if engines is None or not engines.ready.is_set():
-        raise NotReady()
-    return engines
-
-
-def check_api_key(request: Request, x_api_key: Annotated[str | None, Header()] = None,
-                  authorization: Annotated[str | None, Header()] = None) -> None:
-    expected = request.app.state.settings.api_key
-    if not expected:
-        return
-    given = x_api_key or (authorization[7:] if authorization and authorization.lower().startswith("bearer ") else None)
-    if given is None or not secrets.compare_digest(given.encode(), expected.encode()):
-        raise Problem(401, "unauthorized", "Unauthorized", "a valid API key is required (X-API-Key or Bearer)",
-                      headers={"WWW-Authenticate": "Bearer"})
-
-
-Models = Annotated[Engines, Depends(engines_of)]
-Auth = [Depends(check_api_key)]
 Seed = Annotated[int | None, Query(ge=0, lt=2**32, description="fixes the face; random when absent")]
 Size = Annotated[int, Query(ge=48, le=1024, description="width and height of each face in pixels")]
 

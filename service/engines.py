@@ -1,0 +1,76 @@
+"""The models behind the routes: loaded once, each behind its own micro-batcher, warmed up
+before the service reports ready. No FastAPI here."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ml.audio import SAMPLE_RATE, SPEED_FACTORS
+from ml.generate import FaceGenerator
+from ml.recognize import EmotionRecognizer
+from ml.runtime import select_device
+from service.config import Settings
+from service.inference import MicroBatcher, render_items, timed
+from service.metrics import Metrics
+from service.schemas import ModelCard
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Engines:
+    """Everything the routes need once the app has started."""
+
+    settings: Settings
+    device: torch.device
+    ser: MicroBatcher  # holds the EmotionRecognizer
+    faces: MicroBatcher  # holds the FaceGenerator
+    models: list[ModelCard]
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def _info(name: str, path: Path, loaded, seconds: float) -> ModelCard:
+    params = sum(p.numel() for p in loaded.model.parameters())
+    return ModelCard(name=name, path=str(path), sha256=loaded.sha256, arch=loaded.meta["arch"], parameters=params,
+                     load_seconds=round(seconds, 3), metrics=loaded.meta.get("metrics", {}), data=loaded.meta.get("data", {}))
+
+
+def load_engines(settings: Settings, metrics: Metrics) -> Engines:
+    """Load both checkpoints (raising ``CheckpointError`` with a clear message) and build batchers."""
+    if settings.cpu_threads:
+        torch.set_num_threads(settings.cpu_threads)
+    device = select_device(settings.device)
+    speeds = SPEED_FACTORS if settings.ser_views == 3 else (1.0,)
+    (recognizer, ser_loaded), ser_s = timed(
+        lambda: EmotionRecognizer.from_checkpoint(settings.ser_weights, device, speeds=speeds))
+    (generator, gen_loaded), gen_s = timed(lambda: FaceGenerator.from_checkpoint(settings.generator_weights, device))
+    models = [_info("ser", settings.ser_weights, ser_loaded, ser_s),
+              _info("generator", settings.generator_weights, gen_loaded, gen_s)]
+    for m in models:
+        log.info("loaded %s from %s sha256=%s device=%s parameters=%d in %.3fs", m.name, m.path, m.sha256, device,
+                 m.parameters, m.load_seconds)
+    wait = settings.max_batch_wait_ms / 1000
+    ser = MicroBatcher(lambda waves: list(recognizer.predict(waves)), name="ser",
+                       max_batch=settings.max_batch_size, max_wait_s=wait, on_batch=metrics.observe_batch)
+    faces = MicroBatcher(functools.partial(render_items, generator), name="generator",
+                         max_batch=settings.max_batch_size, max_wait_s=wait, on_batch=metrics.observe_batch)
+    return Engines(settings, device, ser, faces, models)
+
+
+async def warm_up(engines: Engines) -> None:
+    """One pass through each model (and the audio front-end) before reporting ready."""
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(0)
+    wave = (0.1 * rng.standard_normal(4 * SAMPLE_RATE)).astype(np.float32)  # a 4 s clip
+    await engines.ser.run_direct([wave])
+    await engines.faces.run_direct([(0, 0, 48)])
+    engines.ready.set()
+    log.info("warm-up done in %.3fs; ready", time.perf_counter() - t0)
