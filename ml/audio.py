@@ -25,7 +25,9 @@ HOP_LENGTH = 160  # 10 ms
 N_MELS = 64
 F_MIN = 20.0
 F_MAX = 8_000.0
+WINDOW = "hann-periodic"
 LOG_EPS = 1e-10  # tiny: a gain change must only shift log-mel by a constant (removed by CMN)
+NORM_EPS = 1e-5  # added to the clip's variance before the std scaling
 TRIM_TOP_DB = 40.0  # frames more than 40 dB below the loudest frame count as silence
 TRIM_MARGIN_S = 0.1  # keep this much context either side of the voiced region
 
@@ -51,8 +53,13 @@ FEATURE_PARAMS: dict[str, float | int | str] = {
     "f_min": F_MIN,
     "f_max": F_MAX,
     "log_eps": LOG_EPS,
+    "window": WINDOW,
+    "center": False,
+    "mel_scale": "slaney",
     "trim_top_db": TRIM_TOP_DB,
+    "trim_margin_s": TRIM_MARGIN_S,
     "normalization": "utterance-mean-per-bin/global-std",
+    "norm_eps": NORM_EPS,
 }
 
 
@@ -124,7 +131,7 @@ def decode(source: bytes | str | Path, *, max_duration_s: float = MAX_DURATION_S
                 total += len(block)
     except AudioError:
         raise
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, EOFError) as exc:
+    except (sf.LibsndfileError, EOFError) as exc:  # only what libsndfile says of bad bytes; a bug stays a bug
         reason = getattr(exc, "error_string", None) or str(exc).split(": ")[-1]
         raise AudioDecodeError(f"not decodable audio: {reason}") from exc
     if total == 0:
@@ -265,7 +272,7 @@ def log_mel(waves: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[t
     count = frames.to(feats.dtype)[:, None, None]
     mean = (feats * mask).sum(-1, keepdim=True) / count  # (B, N_MELS, 1)
     centred = (feats - mean) * mask
-    std = torch.sqrt(centred.pow(2).sum(dim=(1, 2), keepdim=True) / (count * N_MELS) + 1e-5)
+    std = torch.sqrt(centred.pow(2).sum(dim=(1, 2), keepdim=True) / (count * N_MELS) + NORM_EPS)
     return centred / std, frames
 
 

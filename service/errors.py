@@ -49,6 +49,8 @@ _AUDIO_PROBLEMS: dict[type[Exception], tuple[int, str, str]] = {
     audio.UnsupportedSampleRateError: (422, "unsupported-sample-rate", "Unsupported sample rate"),
 }
 
+_AUDIO_DEFAULT = (422, "unusable-audio", "Audio cannot be used")
+
 
 def problem_response(status: int, slug: str, title: str, detail: str, instance: str | None = None,
                      headers: dict[str, str] | None = None, **extra: object) -> JSONResponse:
@@ -67,7 +69,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(audio.AudioError)
     async def _audio(request: Request, exc: audio.AudioError) -> JSONResponse:
-        status, slug, title = next(v for k, v in _AUDIO_PROBLEMS.items() if isinstance(exc, k))
+        # Any AudioError is the client's audio: one without its own entry is still a 422, never a 500.
+        status, slug, title = next((v for k, v in _AUDIO_PROBLEMS.items() if isinstance(exc, k)), _AUDIO_DEFAULT)
         return problem_response(status, slug, title, str(exc), request.url.path)
 
     @app.exception_handler(UnknownEmotionError)

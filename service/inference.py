@@ -83,12 +83,14 @@ class MicroBatcher(Generic[T, R]):
                 self.on_batch(self.name, len(live))
             try:
                 results = await loop.run_in_executor(self._executor, self.fn, [item for item, _ in live])
+                # A wrong result count is a bug in fn: fail the batch loudly, never leave a request hanging.
+                answered = list(zip(live, results, strict=True))
             except Exception as exc:  # the failure belongs to every request of the batch
                 for _, fut in live:
                     if not fut.done():
                         fut.set_exception(exc)
                 continue
-            for (_, fut), result in zip(live, results):
+            for (_, fut), result in answered:
                 if not fut.done():
                     fut.set_result(result)
 

@@ -85,3 +85,32 @@ def test_ser_ensemble_round_trip_averages_its_members(tmp_path):
         mean_probs = torch.stack([m(feats, frames).softmax(-1) for m in members]).mean(0)
         torch.testing.assert_close(loaded.model(feats, frames).softmax(-1), mean_probs)
         assert not torch.allclose(members[0](feats, frames), members[1](feats, frames)), "members differ"
+
+
+@pytest.mark.parametrize("key", ["trim_margin_s", "trim_top_db", "window", "normalization", "norm_eps", "center"])
+def test_every_parameter_that_changes_what_the_model_hears_is_checked(tmp_path, key):
+    path = checkpoint.save(tmp_path / "ser.pt", SERNet(SERConfig(channels=(4, 8, 8, 8), embed_dim=16)), labels=EMOTIONS)
+    payload = torch.load(path, weights_only=True)
+    payload["feature_params"][key] = "something else"
+    torch.save(payload, path)
+    with pytest.raises(checkpoint.FeatureMismatchError, match=key):
+        checkpoint.load(path)
+
+
+def test_save_goes_through_a_unique_temporary_file(tmp_path, monkeypatch):
+    model = SERNet(SERConfig(channels=(4, 8, 8, 8), embed_dim=16))
+    good = checkpoint.save(tmp_path / "ser.pt", model, labels=EMOTIONS)
+    before = good.read_bytes()
+    written: list[object] = []
+
+    def failing_save(payload, fh):
+        written.append(fh.name)
+        fh.write(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint.torch, "save", failing_save)
+    with pytest.raises(OSError, match="disk full"):
+        checkpoint.save(good, model, labels=EMOTIONS)
+    assert good.read_bytes() == before, "a failed save must leave the old file whole"
+    assert written and written[0] != str(good) and not str(written[0]).endswith("ser.pt.tmp")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ser.pt"], "the temporary file must be removed"
