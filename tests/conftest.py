@@ -4,6 +4,7 @@ committed RAVDESS fixture clips, and the real app (lifespan included) on either.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import io
 import os
 from pathlib import Path
@@ -23,6 +24,22 @@ FIXTURE_AUDIO = ROOT / "tests" / "fixtures" / "audio"
 SHIPPED_SER = ROOT / "weights" / "ser.pt"
 SHIPPED_GENERATOR = ROOT / "weights" / "generator.pt"
 DATA = Path(os.environ.get("EMOFACE_DATA", ROOT.parent / "shared" / "data"))
+PROBLEM = "application/problem+json"
+#: What the ``data`` marker needs: each corpus the data tests read, by the file that proves it is there.
+CORPORA = {"ravdess": DATA / "ravdess" / "manifest.csv", "fer2013": DATA / "fer2013" / "fer2013.csv.gz"}
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``@pytest.mark.data`` tests need the corpora: without them they skip with the reason, except
+    in CI (``CI`` set), where the corpora must be present and their absence is a failure."""
+    if item.get_closest_marker("data") is None:
+        return
+    missing = [f"{name} ({path})" for name, path in CORPORA.items() if not path.is_file()]
+    if missing:
+        reason = f"corpora not found: {', '.join(missing)}; set EMOFACE_DATA to the folder holding them"
+        if os.environ.get("CI"):
+            pytest.fail(f"data test cannot run in CI: {reason}", pytrace=False)
+        pytest.skip(reason)
 
 
 def fixture_clips() -> dict[str, Path]:
@@ -30,6 +47,34 @@ def fixture_clips() -> dict[str, Path]:
     from ml.data.ravdess import parse_name
 
     return {parse_name(p).emotion: p for p in sorted(FIXTURE_AUDIO.glob("*.flac"))}
+
+
+def assert_problem(r, status: int, slug: str | None = None, mentions: str | None = None) -> dict:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith(PROBLEM)
+    body = r.json()
+    assert body["status"] == status and body["title"] and body["detail"] and body["type"].startswith("https://")
+    if slug:
+        assert body["type"].endswith("/" + slug), body
+    if mentions:
+        assert mentions in body["detail"], body
+    return body
+
+
+def tiny_fer_csv(path: Path, gz: bool) -> Path:
+    """A FER-2013 csv (or csv.gz) of random faces: 14 Training, 7 PublicTest, 5 PrivateTest rows."""
+    rng = np.random.default_rng(0)
+    rows = ["emotion,pixels,Usage"]
+    for split, n in (("Training", 14), ("PublicTest", 7), ("PrivateTest", 5)):
+        for i in range(n):
+            rows.append(f"{i % 7},{' '.join(map(str, rng.integers(0, 256, 2304)))},{split}")
+    text = "\n".join(rows) + "\n"
+    if gz:
+        with gzip.open(path, "wt") as fh:
+            fh.write(text)
+    else:
+        path.write_text(text)
+    return path
 
 
 def wav_bytes(samples: np.ndarray, sr: int = 16_000, subtype: str = "PCM_16", fmt: str = "WAV") -> bytes:

@@ -58,8 +58,6 @@ def compose(engine):
         if build.returncode != 0:
             pytest.fail(f"docker compose up failed:\n{build.stdout[-3000:]}\n{build.stderr[-5000:]}")
         yield {"env": env, "base": f"http://127.0.0.1:{port}"}
-    except BaseException:
-        raise
     finally:
         logs = _run("docker", "compose", "logs", "--no-color", env=env, check=False)
         print("---- container logs ----\n" + logs.stdout[-8000:])
@@ -119,8 +117,13 @@ def test_image_size(compose):
     assert size <= IMAGE_LIMIT
 
 
-def test_code_change_rebuilds_fast(compose, tmp_path):
-    """A change under service/ reuses the torch and dependency layers."""
+def _layers(image: str) -> list[str]:
+    return json.loads(_run("docker", "image", "inspect", image, "--format", "{{json .RootFS.Layers}}").stdout)
+
+
+def test_code_change_reuses_the_dependency_layers(compose, tmp_path):
+    """A change under service/ rebuilds only the last layer: torch, the dependencies, the weights
+    and ml/ come from the cache, so a code change costs seconds, not a torch download."""
     ctx = tmp_path / "ctx"
     ctx.mkdir()
     for item in ("pyproject.toml", "ml", "service", "weights", "docker", ".dockerignore"):
@@ -132,7 +135,10 @@ def test_code_change_rebuilds_fast(compose, tmp_path):
     t0 = time.time()
     _run("docker", "build", "-q", "-f", str(ctx / "docker" / "Dockerfile"), "--build-arg", "TORCH_VARIANT=cpu",
          "-t", "emoface:rebuild-check", str(ctx))
-    seconds = time.time() - t0
-    print(f"\nrebuild after a code change: {seconds:.1f} s")
-    _run("docker", "image", "rm", "emoface:rebuild-check", check=False)
-    assert seconds < 60
+    print(f"\nrebuild after a code change: {time.time() - t0:.1f} s")
+    try:
+        before, after = _layers("emoface:cpu"), _layers("emoface:rebuild-check")
+    finally:
+        _run("docker", "image", "rm", "emoface:rebuild-check", check=False)
+    assert len(after) == len(before) and after[:-1] == before[:-1], "a service/ change must not rebuild earlier layers"
+    assert after[-1] != before[-1], "the service/ layer must hold the change"

@@ -1,10 +1,9 @@
-import gzip
 
 import numpy as np
 import pytest
 
 from ml.data import fer2013, ravdess
-from tests.conftest import DATA
+from tests.conftest import DATA, tiny_fer_csv
 
 
 def test_parse_ravdess_name():
@@ -21,24 +20,9 @@ def test_bad_ravdess_names_are_rejected(name):
         ravdess.parse_name(name)
 
 
-def _tiny_fer_csv(path, gz: bool):
-    rng = np.random.default_rng(0)
-    rows = ["emotion,pixels,Usage"]
-    for split, n in (("Training", 14), ("PublicTest", 7), ("PrivateTest", 5)):
-        for i in range(n):
-            rows.append(f"{i % 7},{' '.join(map(str, rng.integers(0, 256, 2304)))},{split}")
-    text = "\n".join(rows) + "\n"
-    if gz:
-        with gzip.open(path, "wt") as fh:
-            fh.write(text)
-    else:
-        path.write_text(text)
-    return path
-
-
 @pytest.mark.parametrize("gz", [False, True])
 def test_fer_csv_and_gz(tmp_path, gz):
-    path = _tiny_fer_csv(tmp_path / ("fer.csv.gz" if gz else "fer.csv"), gz)
+    path = tiny_fer_csv(tmp_path / ("fer.csv.gz" if gz else "fer.csv"), gz)
     images, labels = fer2013.load(path, "Training")
     assert images.shape == (14, 48, 48) and images.dtype == np.uint8
     assert labels.tolist() == [i % 7 for i in range(14)]

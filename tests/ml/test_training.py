@@ -8,11 +8,11 @@ import torch
 from ml import checkpoint, train_gan, train_ser
 from ml.labels import FER_CLASSES
 from tests.conftest import DATA
-from tests.ml.test_datasets import _tiny_fer_csv
+from tests.conftest import tiny_fer_csv
 
 
 def test_gan_dry_run(tmp_path):
-    csv = _tiny_fer_csv(tmp_path / "fer.csv", gz=False)
+    csv = tiny_fer_csv(tmp_path / "fer.csv", gz=False)
     train_gan.main(["--data", str(csv), "--out", str(tmp_path / "run"), "--dry-run", "--batch-size", "4",
                     "--g-channels", "4", "--d-channels", "4"])
     for name in ("generator.pt", "last.pt", "losses.png", "history.json", "samples/latest.png"):
@@ -24,7 +24,7 @@ def test_gan_dry_run(tmp_path):
 
 def test_gan_mode_seeking_pairs_share_a_class_and_enter_the_loss(tmp_path):
     """--mode-seeking trains (one batch) and records itself in the shipped generator's recipe."""
-    csv = _tiny_fer_csv(tmp_path / "fer.csv", gz=False)
+    csv = tiny_fer_csv(tmp_path / "fer.csv", gz=False)
     history = train_gan.main(["--data", str(csv), "--out", str(tmp_path / "run"), "--dry-run", "--batch-size", "4",
                               "--g-channels", "4", "--d-channels", "4", "--mode-seeking", "1"])
     plain = train_gan.main(["--data", str(csv), "--out", str(tmp_path / "plain"), "--dry-run", "--batch-size", "4",
@@ -37,7 +37,7 @@ def test_gan_mode_seeking_pairs_share_a_class_and_enter_the_loss(tmp_path):
 def test_gan_aux_margin_drops_the_auxiliary_term_for_recognised_faces(tmp_path):
     """--aux-margin: G's auxiliary loss counts only cross-entropy above the margin. Same seed and batch:
     a margin above any cross-entropy of the batch gives the loss without the term."""
-    csv = _tiny_fer_csv(tmp_path / "fer.csv", gz=False)
+    csv = tiny_fer_csv(tmp_path / "fer.csv", gz=False)
     common = ["--data", str(csv), "--dry-run", "--batch-size", "4", "--g-channels", "4", "--d-channels", "4"]
     full = train_gan.main([*common, "--out", str(tmp_path / "full"), "--aux", "0.5"])
     margin = train_gan.main([*common, "--out", str(tmp_path / "margin"), "--aux", "0.5", "--aux-margin", "100"])
@@ -51,7 +51,7 @@ def test_gan_init_generator_starts_g_from_the_file_and_d_afresh(tmp_path):
     trains, so the saved generator keeps the file's weights; a calibrated file is refused."""
     from ml.models.gan import Generator, GeneratorConfig
 
-    csv = _tiny_fer_csv(tmp_path / "fer.csv", gz=False)
+    csv = tiny_fer_csv(tmp_path / "fer.csv", gz=False)
     source = Generator(GeneratorConfig(base_channels=4))
     torch.nn.init.normal_(source.fc.weight)  # unlike a fresh network of the run's seed
     checkpoint.save(tmp_path / "trained.pt", source, labels=FER_CLASSES, metrics={"steps": 123})
@@ -86,7 +86,7 @@ def test_same_class_distance_counts_only_pairs_that_share_a_label():
 def test_gan_diversity_term_is_recorded(tmp_path):
     """--diversity trains (one batch), logs the generated/real spread in D's features and names itself
     in the generator's recipe."""
-    csv = _tiny_fer_csv(tmp_path / "fer.csv", gz=False)
+    csv = tiny_fer_csv(tmp_path / "fer.csv", gz=False)
     history = train_gan.main(["--data", str(csv), "--out", str(tmp_path / "run"), "--dry-run", "--batch-size", "8",
                               "--g-channels", "4", "--d-channels", "4", "--diversity", "1"])
     assert history["spread_ratio"][0] > 0
@@ -97,7 +97,7 @@ def test_gan_twin_classifier_is_added_on_resume_and_lowers_g_loss(tmp_path):
     """--twin (TAC-GAN): G's loss subtracts the twin's cross-entropy on its faces (same seed and batch:
     lower than without); a run saved without the twin resumes with it, its head appended to D and to
     Adam's parameters; it needs --aux."""
-    csv = _tiny_fer_csv(tmp_path / "fer.csv", gz=False)
+    csv = tiny_fer_csv(tmp_path / "fer.csv", gz=False)
     common = ["--data", str(csv), "--batch-size", "7", "--g-channels", "4", "--d-channels", "4", "--aux", "0.5"]
     plain = train_gan.main([*common, "--out", str(tmp_path / "plain"), "--dry-run"])
     twin = train_gan.main([*common, "--out", str(tmp_path / "twin"), "--dry-run", "--twin", "0.5"])
@@ -119,7 +119,7 @@ def test_baseline_gan_dry_run(tmp_path):
     """The student-project baseline trains through the same entry point and loads as a generator."""
     from ml.generate import FaceGenerator
 
-    csv = _tiny_fer_csv(tmp_path / "fer.csv", gz=False)
+    csv = tiny_fer_csv(tmp_path / "fer.csv", gz=False)
     train_gan.main(["--recipe", "baseline", "--data", str(csv), "--out", str(tmp_path / "run"), "--dry-run",
                     "--batch-size", "4", "--g-channels", "4", "--d-channels", "4"])
     loaded = checkpoint.load(tmp_path / "run" / "generator.pt", arch="baseline-generator")
@@ -129,7 +129,7 @@ def test_baseline_gan_dry_run(tmp_path):
 
 
 def test_gan_resumes(tmp_path):
-    csv = _tiny_fer_csv(tmp_path / "fer.csv", gz=False)
+    csv = tiny_fer_csv(tmp_path / "fer.csv", gz=False)
     args = ["--data", str(csv), "--out", str(tmp_path / "run"), "--batch-size", "7", "--g-channels", "4",
             "--d-channels", "4", "--epochs", "1"]
     train_gan.main(args)
@@ -145,7 +145,7 @@ def test_gan_resume_adds_the_minibatch_std_channel_without_changing_d(tmp_path):
 
     from ml.models.gan import Discriminator, DiscriminatorConfig
 
-    csv = _tiny_fer_csv(tmp_path / "fer.csv", gz=False)
+    csv = tiny_fer_csv(tmp_path / "fer.csv", gz=False)
     args = ["--data", str(csv), "--out", str(tmp_path / "run"), "--batch-size", "7", "--g-channels", "4",
             "--d-channels", "4", "--epochs", "1"]
     train_gan.main(args)
@@ -248,7 +248,7 @@ def test_gan_evaluation_runs_end_to_end(tmp_path, tiny_weights):
     """train-classifier --dry-run, then evaluate a tiny generator: every figure present and finite."""
     from ml import evaluate_gan
 
-    csv = _tiny_fer_csv(tmp_path / "fer.csv", gz=False)
+    csv = tiny_fer_csv(tmp_path / "fer.csv", gz=False)
     clf = tmp_path / "clf.pt"
     evaluate_gan.main(["train-classifier", "--data", str(csv), "--out", str(clf), "--dry-run"])
     result = evaluate_gan.main(["evaluate", "--data", str(csv), "--classifier", str(clf), "--generator",
@@ -283,7 +283,7 @@ def test_gan_calibration_writes_what_it_chose_on_publictest(tmp_path, tiny_weigh
     already calibrated file is refused (scales would compound)."""
     from ml import evaluate_gan
 
-    csv = _tiny_fer_csv(tmp_path / "fer.csv", gz=False)
+    csv = tiny_fer_csv(tmp_path / "fer.csv", gz=False)
     clf = tmp_path / "clf.pt"
     evaluate_gan.main(["train-classifier", "--data", str(csv), "--out", str(clf), "--dry-run"])
     out = tmp_path / "calibrated.pt"
@@ -363,7 +363,7 @@ def test_sample_grid_from_a_checkpoint_matches_the_training_run(tmp_path):
 
     from ml import generate
 
-    train_gan.main(["--data", str(_tiny_fer_csv(tmp_path / "fer.csv.gz", gz=True)), "--out", str(tmp_path / "run"),
+    train_gan.main(["--data", str(tiny_fer_csv(tmp_path / "fer.csv.gz", gz=True)), "--out", str(tmp_path / "run"),
                     "--dry-run", "--g-channels", "4", "--d-channels", "4"])
     out = tmp_path / "grid.png"
     generate.main(["--generator", str(tmp_path / "run" / "generator.pt"), "--out", str(out)])

@@ -8,10 +8,7 @@ import pytest
 from PIL import Image
 
 from ml.labels import EMOTIONS
-from tests.conftest import SHIPPED_SER, fixture_clips, make_client, speechlike, wait_ready, wav_bytes
-
-PROBLEM = "application/problem+json"
-
+from tests.conftest import SHIPPED_SER, assert_problem, fixture_clips, make_client, speechlike, wait_ready, wav_bytes
 
 def clip_bytes(emotion: str = "happy") -> bytes:
     return fixture_clips()[emotion].read_bytes()
@@ -21,18 +18,6 @@ def png(content: bytes) -> Image.Image:
     img = Image.open(io.BytesIO(content))
     img.load()
     return img
-
-
-def assert_problem(r, status: int, slug: str | None = None, mentions: str | None = None) -> dict:
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith(PROBLEM)
-    body = r.json()
-    assert body["status"] == status and body["title"] and body["detail"] and body["type"].startswith("https://")
-    if slug:
-        assert body["type"].endswith("/" + slug), body
-    if mentions:
-        assert mentions in body["detail"], body
-    return body
 
 
 def test_health_ready_and_metrics(client):

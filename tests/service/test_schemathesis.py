@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
+import schemathesis.pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
@@ -14,29 +15,14 @@ from tests.conftest import fixture_clips, live_server
 pytestmark = pytest.mark.slow
 
 
-def _tiny_weights() -> tuple:
-    """Tiny random checkpoints for the fuzzing server (collection time: no pytest fixtures yet)."""
-    import tempfile
-    from pathlib import Path
-
-    import torch
-
-    from ml import checkpoint
-    from ml.labels import EMOTIONS, FER_CLASSES
-    from ml.models.gan import Generator, GeneratorConfig
-    from ml.models.ser import SERConfig, SERNet
-
-    torch.manual_seed(0)
-    d = Path(tempfile.mkdtemp())
-    return (checkpoint.save(d / "ser.pt", SERNet(SERConfig(channels=(4, 8, 8, 8), embed_dim=16)), labels=EMOTIONS),
-            checkpoint.save(d / "g.pt", Generator(GeneratorConfig(latent_dim=16, base_channels=4)), labels=FER_CLASSES))
+@pytest.fixture(scope="module")
+def api_schema(tiny_weights):
+    """The schema of the real app, served by uvicorn on the tiny checkpoints for this module only."""
+    with live_server(*tiny_weights, log_level="WARNING") as (_, base):
+        yield schemathesis.openapi.from_url(base + "/openapi.json")
 
 
-# The schema must exist when pytest collects this module, so the server starts then and runs
-# (as a daemon thread) until the test process ends.
-_SERVER = live_server(*_tiny_weights(), log_level="WARNING")
-_, BASE = _SERVER.__enter__()
-schema = schemathesis.openapi.from_url(BASE + "/openapi.json")
+schema = schemathesis.pytest.from_fixture("api_schema")
 
 
 def _raw_audio_bodies():
