@@ -27,10 +27,10 @@ baseline=weights/baseline_generator.pt``), draws ``--per-class`` faces per emoti
   * realism: the Frechet distance between the classifier's penultimate features of generated
     faces and of PrivateTest faces, next to the real-vs-real floor (PublicTest vs PrivateTest).
     The generated faces are weighted so that each emotion counts with its share of PrivateTest
-    (happy 24.5%, disgust 1.5%), as a conditional generator asked for labels drawn from the data
-    would be. Unweighted, the 7 emotions count equally and the distance measures the label mix
-    as much as the faces: real PublicTest faces weighted that way are 63x the floor away
-    (``frechet_uniform_labels``, reported alongside for both);
+    (happy is common, disgust rare), as a conditional generator asked for labels drawn from the
+    data would be. Unweighted, the 7 emotions count equally and the distance measures the label
+    mix as much as the faces, even for real faces (``frechet_uniform_labels``, reported alongside
+    for both);
   * diversity: mean pairwise feature distance within each emotion, generated / real. Beside it,
     the same ratio for the real PublicTest faces the classifier recognises as their label: how
     diverse real faces are once only recognisable ones count (the recognisability bar asks for
@@ -129,7 +129,7 @@ def train_classifier(args: argparse.Namespace) -> dict:
     model = FERClassifier(FERClassifierConfig())
     x, y = from_uint8(images), torch.from_numpy(labels)
     # class-weighted loss: a judge that never says "disgust" (436 of 28,709 faces) cannot tell
-    # whether a generator draws it; unweighted, this network's disgust recall was 0%
+    # whether a generator draws it (weights/fer_classifier.md compares the unweighted loss)
     counts = torch.bincount(y, minlength=len(FER_CLASSES)).float().clamp(min=1)
     class_weight = counts.mean() / counts
     steps = 1 if args.dry_run else args.epochs * (len(x) // args.batch_size)

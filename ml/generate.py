@@ -24,7 +24,7 @@ CALIBRATION = "calibration"  # the metrics key of a calibrated generator's recor
 
 def is_calibrated(loaded: checkpoint.Loaded) -> bool:
     """Whether a generator file draws as calibrated, not as trained (files calibrated before
-    session 13 hold their record under "latent_scale"): calibrating it again, or training on
+    commit c20d5e2 hold their record under "latent_scale"): calibrating it again, or training on
     from it, would compound the settings."""
     return CALIBRATION in loaded.meta["metrics"] or "latent_scale" in loaded.meta["metrics"]
 

@@ -2,9 +2,8 @@
 
 Test-time augmentation: each window is heard at the three speeds training perturbs with
 (:data:`ml.audio.SPEED_FACTORS`: 0.9, 1.0, 1.1) and the three probabilities are averaged.
-Measured on the 90-epoch fold models of the 6-fold cross-validation (``evaluate_ser``): mean
-8-class UA 64.8% with one view, 66.9% with three (every fold up, by 0.7 to 2.8 points). It
-triples the network's work; :func:`ml.models.ser.for_inference` (batch norm folded into the
+``evaluate_ser --speeds`` measures what the views buy (the figures are in
+``weights/ser.md``). They triple the network's work; :func:`ml.models.ser.for_inference` (batch norm folded into the
 convolutions, channels-last memory order) pays much of that back (``tests/perf/bench_models.py``).
 """
 

@@ -10,10 +10,8 @@ gamma 0.05, every 4th step), Adam 2e-4 (0.5, 0.999), batch 64, an exponential mo
 of the generator (what ships, with its batch-norm statistics recomputed for the averaged
 weights), real faces sampled with weights 1/sqrt(class count) (disgust is 17x rarer than
 happy; full balancing would show each of its 436 faces 17x as often as a happy one), and
-generated faces asked for the same labels as the real batch. Measured alternatives, on one CPU
-core: with spectral norm and the hinge loss instead of R1, D learned too slowly and G drew
-diagonal convolution artefacts, no faces, after 640 steps (the first session's version, with
-DiffAugment and full class balancing, kept D's hinge loss at 2.0 for 2,000 steps).
+generated faces asked for the same labels as the real batch. Spectral norm with the hinge loss
+instead of R1 was tried first and dropped (``docs/experiments/gan.md``).
 
 ``--recipe baseline``: the student project's cGAN (``ml/models/baseline_gan.py``): label as
 an extra input channel, binary cross-entropy, Adam 2e-4 (0.5, 0.999), batch 512, no EMA, no

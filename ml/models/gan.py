@@ -75,7 +75,7 @@ class GenBlock(nn.Module):
     """CBN -> ReLU -> 4x4 transposed conv, stride 2: (B, C, H, W) -> (B, C', 2H, 2W).
 
     A transposed conv computes at the input resolution, 2.25x cheaper than upsample + conv3x3 at
-    the output resolution: that is what keeps one face under 10 ms on a CPU core.
+    the output resolution, which keeps a single face cheap on a CPU core.
     """
 
     def __init__(self, c_in: int, c_out: int, n_classes: int) -> None:
@@ -137,8 +137,8 @@ class Generator(nn.Module):
         # - One matrix-vector product per face: a batched product's blocking depends on the batch
         #   size, which moved outputs by ~1e-6 and, rarely, a uint8 pixel.
         # - One intra-op thread: with several, oneDNN splits a small batch's transposed convolutions
-        #   unlike a single face's (measured: batch 3 on 2 threads, 2 and 4 on 3, 6 to 24 on 16),
-        #   with the same effect. On one thread every batch matches faces drawn alone, and a face
+        #   unlike a single face's, with the same effect (docs/experiments/gan.md lists the
+        #   batch sizes). On one thread every batch matches faces drawn alone, and a face
         #   alone is the same on any number of threads (tests/ml/test_shipped_weights.py). The
         #   setting is the calling thread's own (OpenMP), restored after; the service runs the
         #   generator on its own worker thread and gains its throughput from batching requests.
