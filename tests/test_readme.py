@@ -1,0 +1,151 @@
+"""The README's commands are true: each one is run here (or, for the test command itself and
+Docker, checked against what .ci/run and the compose test run), and its performance table
+matches the benchmark results it cites."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+import soundfile as sf
+
+from tests.conftest import ROOT, fixture_clips, free_port, wait_http_ready
+
+README = (ROOT / "README.md").read_text()
+
+
+def readme_commands() -> list[str]:
+    """Every line of every fenced block that is a shell command (not the layout block)."""
+    blocks = re.findall(r"^```\n(.*?)^```", README, flags=re.M | re.S)
+    lines = [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
+    return [line for line in lines if re.match(r"(pip|curl|docker|python|apt-get) ", line)]
+
+
+def commands(prefix: str) -> list[str]:
+    return [c for c in readme_commands() if c.startswith(prefix)]
+
+
+def test_every_command_is_covered_by_one_of_these_tests():
+    covered = ("pip install", "curl ", "docker compose up", "python tests/perf/", "apt-get install -y wrk && ",
+               "python -m ml.")
+    assert len(readme_commands()) >= 15
+    assert [c for c in readme_commands() if not c.startswith(covered)] == []
+    assert all(c.endswith("--dry-run") for c in commands("python -m ml.")), "only --dry-run forms belong here"
+
+
+def test_quick_start_is_two_commands_and_ci_runs_the_second():
+    quick = README.split("## Quick start")[1].split("##")[0]
+    (block,) = re.findall(r"```\n(.*?)```", quick, flags=re.S)
+    first, second = block.strip().splitlines()
+    assert first == "pip install -e . && python -m service"
+    assert second == "pip install -e '.[test]' && python -m pytest"
+    assert second in (ROOT / ".ci" / "run").read_text()
+
+
+def test_docker_command_is_what_the_compose_test_runs():
+    assert commands("docker ") == ["docker compose up --build"]
+    cpu_file = re.search(r"`COMPOSE_FILE=([^`]+)`", README.split("## Docker")[1]).group(1)
+    compose_test = (ROOT / "tests" / "docker" / "test_compose.py").read_text()
+    assert f'"COMPOSE_FILE": "{cpu_file}"' in compose_test
+    assert '"docker", "compose", "up", "-d", "--build"' in compose_test  # the same command, detached
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """The quick start's first command (after its install), as a process on a free port, and a
+    folder holding clip.wav, where the curl examples run."""
+    folder = tmp_path_factory.mktemp("readme")
+    data, sr = sf.read(fixture_clips()["happy"])
+    sf.write(folder / "clip.wav", data, sr)
+    port = free_port()
+    serve = commands("pip install -e . && ")[0].split(" && ", 1)[1]
+    proc = subprocess.Popen(serve.split(), cwd=ROOT, env={**os.environ, "EMOFACE_PORT": str(port)},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_http_ready(f"http://127.0.0.1:{port}", proc, seconds=60)
+        yield port, folder
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+@pytest.mark.parametrize("line", commands("curl "))
+def test_curl_example(served, line):
+    port, folder = served
+    run = line.replace("localhost:8000", f"127.0.0.1:{port}").replace("curl ", "curl -sS --fail-with-body ", 1)
+    out = subprocess.run(["bash", "-c", run], cwd=folder, capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr.decode() + out.stdout.decode()
+    if (target := re.search(r"-o (\S+)", line)) is not None:
+        assert (folder / target.group(1)).read_bytes().startswith(b"\x89PNG")
+    else:
+        body = json.loads(out.stdout)
+        assert body["emotion"] in body["probabilities"]
+
+
+@pytest.mark.data
+@pytest.mark.slow
+@pytest.mark.parametrize("line", commands("python -m ml."))
+def test_dry_run_command(line, tmp_path):
+    run = line.replace("runs/dry/", f"{tmp_path}/")
+    out = subprocess.run(["bash", "-c", run], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert any(tmp_path.iterdir()), "the command wrote nothing"
+
+
+@pytest.mark.slow
+def test_model_benchmark_command(tmp_path):
+    (line,) = commands("python tests/perf/bench_models.py")
+    run = line.replace("tests/perf/results/models.json", str(tmp_path / "models.json"))
+    out = subprocess.run(["bash", "-c", run], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads((tmp_path / "models.json").read_text())["generator_1_face"]["median_ms"] > 0
+
+
+@pytest.mark.slow
+def test_service_benchmark_command(tmp_path):
+    """The README's line, shortened by flags argparse lets later ones override (1 s rows, one level)."""
+    (line,) = commands("apt-get install -y wrk && ")
+    if shutil.which("wrk") is None:
+        if os.environ.get("CI"):
+            pytest.fail("wrk is not installed: .ci/run installs it")
+        pytest.skip("wrk not installed (apt-get install -y wrk)")
+    bench = line.split(" && ", 1)[1].replace("--out tests/perf/results", f"--out {tmp_path}")
+    out = subprocess.run(["bash", "-c", bench + " --duration 1 --concurrency 32 --soak-requests 200"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads((tmp_path / "service.json").read_text())
+    assert result["table"]["/emotion"][0]["rps"] > 0 and result["table"]["/emotion"][0]["errors"] == 0
+
+
+def _numbers(value) -> list[float]:
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in _numbers(v)]
+    if isinstance(value, list):
+        return [n for v in value for n in _numbers(v)]
+    return [float(value)] if isinstance(value, (int, float)) and not isinstance(value, bool) else []
+
+
+def test_performance_table_matches_the_results_files():
+    section = README.split("## Performance")[1].split("\n## ")[0]
+    results = [json.loads((ROOT / "tests" / "perf" / "results" / name).read_text())
+               for name in ("models.json", "service.json")]
+    measured = [n for r in results for n in _numbers(r)]
+    figures = re.findall(r"^\| [^|]+ \| ([0-9.]+) \|$", section, flags=re.M)
+    assert len(figures) >= 5
+    for figure in figures:
+        places = len(figure.split(".")[1]) if "." in figure else 0
+        assert any(round(n, places) == float(figure) for n in measured), f"{figure} is in no results file"
+
+
+def test_readme_is_short_and_the_project_names_no_work_sessions():
+    assert len(README.splitlines()) <= 220
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    texts = [p for p in tracked if p.endswith((".md", ".py", ".toml", ".yml", ".txt", ".js", ".html"))
+             or p == ".ci/run" or p.startswith("docker/")]
+    pattern = re.compile(r"session [0-9]", re.I)
+    offenders = [p for p in texts if (ROOT / p).is_file() and pattern.search((ROOT / p).read_text(errors="replace"))]
+    assert offenders == [], "name a date, a commit or a version instead"
