@@ -39,7 +39,7 @@ class Engines:
 
 def _info(name: str, path: Path, loaded, seconds: float) -> ModelCard:
     params = sum(p.numel() for p in loaded.model.parameters())
-    return ModelCard(name=name, path=str(path), sha256=loaded.sha256, arch=loaded.meta["arch"], parameters=params,
+    return ModelCard(name=name, path=path.name, sha256=loaded.sha256, arch=loaded.meta["arch"], parameters=params,
                      load_seconds=round(seconds, 3), metrics=loaded.meta.get("metrics", {}), data=loaded.meta.get("data", {}))
 
 
@@ -54,8 +54,9 @@ def load_engines(settings: Settings, metrics: Metrics) -> Engines:
     (generator, gen_loaded), gen_s = timed(lambda: FaceGenerator.from_checkpoint(settings.generator_weights, device))
     models = [_info("ser", settings.ser_weights, ser_loaded, ser_s),
               _info("generator", settings.generator_weights, gen_loaded, gen_s)]
-    for m in models:
-        log.info("loaded %s from %s sha256=%s device=%s parameters=%d in %.3fs", m.name, m.path, m.sha256, device,
+    for m, path in zip(models, (settings.ser_weights, settings.generator_weights), strict=True):
+        # the log (the operator's) names the full path; /ready (anyone's) only the file name
+        log.info("loaded %s from %s sha256=%s device=%s parameters=%d in %.3fs", m.name, path, m.sha256, device,
                  m.parameters, m.load_seconds)
     wait = settings.max_batch_wait_ms / 1000
     ser = MicroBatcher(lambda waves: list(recognizer.predict(waves)), name="ser",

@@ -25,6 +25,7 @@ def test_health_ready_and_metrics(client):
     ready = client.get("/ready").json()
     assert ready["status"] == "ready" and {m["name"] for m in ready["models"]} == {"ser", "generator"}
     assert all(len(m["sha256"]) == 64 for m in ready["models"])
+    assert {m["path"] for m in ready["models"]} == {"ser.pt", "generator.pt"}, "file names only: no host paths leak"
     client.get("/generate?emotion=sad&seed=1")
     text = client.get("/metrics").text
     assert 'emoface_requests_total{method="GET",route="/generate",status="200"}' in text
