@@ -31,6 +31,9 @@ NORM_EPS = 1e-5  # added to the clip's variance before the std scaling
 TRIM_TOP_DB = 40.0  # frames more than 40 dB below the loudest frame count as silence
 TRIM_MARGIN_S = 0.1  # keep this much context either side of the voiced region
 
+WHISPER_N_FFT = 400  # Whisper's front end: 25 ms frames, 80 mel bins (its encoder's input)
+WHISPER_N_MELS = 80
+
 #: Speed factors of training's speed perturbation, which inference averages over (test-time
 #: augmentation, :class:`ml.recognize.EmotionRecognizer`).
 SPEED_FACTORS = (0.9, 1.0, 1.1)
@@ -60,6 +63,22 @@ FEATURE_PARAMS: dict[str, float | int | str] = {
     "trim_margin_s": TRIM_MARGIN_S,
     "normalization": "utterance-mean-per-bin/global-std",
     "norm_eps": NORM_EPS,
+}
+
+#: What the Whisper-based SER hears: stored in its checkpoints and checked on load, like the above.
+WHISPER_FEATURE_PARAMS: dict[str, float | int | str] = {
+    "sample_rate": SAMPLE_RATE,
+    "n_fft": WHISPER_N_FFT,
+    "hop_length": HOP_LENGTH,
+    "n_mels": WHISPER_N_MELS,
+    "f_min": 0.0,
+    "f_max": SAMPLE_RATE / 2,
+    "window": WINDOW,
+    "center": True,
+    "mel_scale": "slaney",
+    "log": "log10, floor peak-8, (x+4)/4",
+    "trim_top_db": TRIM_TOP_DB,
+    "trim_margin_s": TRIM_MARGIN_S,
 }
 
 
@@ -222,14 +241,14 @@ def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
     return np.where(mel >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel - 15.0)), mel * (200.0 / 3))
 
 
-def mel_filterbank() -> np.ndarray:
-    """(N_MELS, N_FFT // 2 + 1) triangular filters, Slaney-normalised (equal area).
+def mel_filterbank(n_fft: int = N_FFT, n_mels: int = N_MELS, f_min: float = F_MIN, f_max: float = F_MAX) -> np.ndarray:
+    """(n_mels, n_fft // 2 + 1) triangular filters, Slaney-normalised (equal area).
 
     Equal to ``librosa.filters.mel(sr, n_fft, n_mels, fmin, fmax)`` (a test checks it), written
     out so serving needs no librosa and its numba/LLVM chain (~400 MB of the image).
     """
-    fft_freqs = np.linspace(0, SAMPLE_RATE / 2, N_FFT // 2 + 1)
-    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(F_MIN), _hz_to_mel(F_MAX), N_MELS + 2))
+    fft_freqs = np.linspace(0, SAMPLE_RATE / 2, n_fft // 2 + 1)
+    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(f_min), _hz_to_mel(f_max), n_mels + 2))
     fdiff = np.diff(mel_f)
     ramps = mel_f[:, None] - fft_freqs[None, :]
     lower = -ramps[:-2] / fdiff[:-1, None]
@@ -274,6 +293,28 @@ def log_mel(waves: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[t
     centred = (feats - mean) * mask
     std = torch.sqrt(centred.pow(2).sum(dim=(1, 2), keepdim=True) / (count * N_MELS) + NORM_EPS)
     return centred / std, frames
+
+
+@functools.lru_cache(maxsize=1)
+def _whisper_basis() -> tuple[torch.Tensor, torch.Tensor]:
+    fb = mel_filterbank(WHISPER_N_FFT, WHISPER_N_MELS, 0.0, SAMPLE_RATE / 2)
+    return torch.from_numpy(fb), torch.hann_window(WHISPER_N_FFT, periodic=True)
+
+
+def whisper_log_mel(wave: torch.Tensor) -> torch.Tensor:
+    """Whisper's log-mel of one (T,) clip at :data:`SAMPLE_RATE`: (1, 80, T // 160) float32.
+
+    As ``whisper.audio.log_mel_spectrogram`` computes it (centred 25 ms Hann frames every 10 ms,
+    80 Slaney mel bins to 8 kHz, log10, floored 8 decades below the clip's peak, scaled to about
+    [-1, 1]), on the clip alone rather than padded to 30 s: the encoder then works on the
+    clip's own frames, which is what keeps it fast on short speech.
+    """
+    assert wave.dim() == 1, f"wave must be (T,), got {tuple(wave.shape)}"
+    fb, window = _whisper_basis()
+    spec = torch.stft(wave, WHISPER_N_FFT, HOP_LENGTH, window=window, return_complex=True)[..., :-1]
+    log_spec = torch.clamp(fb @ spec.abs().pow(2), min=1e-10).log10()
+    log_spec = torch.maximum(log_spec, log_spec.max() - 8.0)
+    return ((log_spec + 4.0) / 4.0)[None]
 
 
 def pad_batch(waves: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -31,13 +31,14 @@ from ml.models.baseline_gan import (BaselineDiscriminator, BaselineDiscriminator
                                     BaselineGeneratorConfig)
 from ml.models.fer_classifier import FERClassifier, FERClassifierConfig
 from ml.models.gan import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
-from ml.models.ser import SERConfig, SEREnsemble, SEREnsembleConfig, SERNet
+from ml.models.ser import SERConfig, SEREnsemble, SEREnsembleConfig, SERHead, SERHeadConfig, SERNet
 
 FORMAT_VERSION = 1
 
 ARCHITECTURES: dict[str, tuple[type[nn.Module], type]] = {
     "ser-cnn": (SERNet, SERConfig),
     "ser-ensemble": (SEREnsemble, SEREnsembleConfig),
+    "ser-whisper": (SERHead, SERHeadConfig),
     "cgan-generator": (Generator, GeneratorConfig),
     "cgan-discriminator": (Discriminator, DiscriminatorConfig),
     "fer-classifier": (FERClassifier, FERClassifierConfig),
@@ -45,7 +46,10 @@ ARCHITECTURES: dict[str, tuple[type[nn.Module], type]] = {
     "baseline-discriminator": (BaselineDiscriminator, BaselineDiscriminatorConfig),
 }
 GENERATORS = ("cgan-generator", "baseline-generator")  # what FaceGenerator can draw with
-SER_MODELS = ("ser-cnn", "ser-ensemble")  # what EmotionRecognizer can hear with; they carry feature_params
+SER_MODELS = ("ser-cnn", "ser-ensemble", "ser-whisper")  # what EmotionRecognizer can hear with; they carry feature_params
+#: The front-end contract each SER architecture was trained with, stored in its files and checked on load.
+FEATURE_CONTRACTS = {"ser-cnn": audio.FEATURE_PARAMS, "ser-ensemble": audio.FEATURE_PARAMS,
+                     "ser-whisper": audio.WHISPER_FEATURE_PARAMS}
 
 
 class CheckpointError(RuntimeError):
@@ -92,7 +96,7 @@ def save(
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
     if arch in SER_MODELS:
-        payload["feature_params"] = dict(audio.FEATURE_PARAMS)
+        payload["feature_params"] = dict(FEATURE_CONTRACTS[arch])
     if training_state is not None:
         payload["training_state"] = training_state
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,6 +106,7 @@ def save(
     try:
         with os.fdopen(fd, "wb") as fh:
             torch.save(payload, fh)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a weight file is read by the service's own user
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -140,7 +145,7 @@ def load(path: str | Path, *, arch: str | tuple[str, ...] | None = None, labels:
     if labels is not None and tuple(payload.get("labels", ())) != tuple(labels):
         raise CheckpointError(f"{path}: labels {payload.get('labels')} are not {list(labels)}")
     if payload["arch"] in SER_MODELS:
-        check_feature_params(payload.get("feature_params", {}), source=str(path))
+        check_feature_params(payload.get("feature_params", {}), source=str(path), expected=FEATURE_CONTRACTS[payload["arch"]])
     cls, config_cls = ARCHITECTURES[payload["arch"]]
     try:
         model = cls(config_cls(**payload["config"]))
@@ -152,9 +157,9 @@ def load(path: str | Path, *, arch: str | tuple[str, ...] | None = None, labels:
     return Loaded(model=model, meta=meta, sha256=file_sha256(path))
 
 
-def check_feature_params(stored: dict[str, Any], *, source: str) -> None:
+def check_feature_params(stored: dict[str, Any], *, source: str,
+                         expected: dict[str, Any] = audio.FEATURE_PARAMS) -> None:
     """Raise :class:`FeatureMismatchError` listing every feature parameter that differs."""
-    expected = audio.FEATURE_PARAMS
     diffs = [
         f"{key}: checkpoint {stored.get(key)!r} != code {expected.get(key)!r}"
         for key in sorted(set(stored) | set(expected))

@@ -27,13 +27,14 @@ import torch
 
 from ml import audio, checkpoint, plots
 from ml.augment import PERTURBATIONS, perturb
-from ml.data import ravdess
+from ml.data import ravdess, speech
+from ml.embed import SpeechEmbedder, cached_embeddings
 from ml.labels import EMOTIONS, merge_calm
-from ml.metrics import EMOTIONS_7, confusion, scores, scores_7
-from ml.models.ser import SERNet
+from ml.metrics import EMOTIONS_7, confusion, corpus_scores, scores, scores_7
+from ml.models.ser import SERHeadConfig, SERNet
 from ml.recognize import EmotionRecognizer
 from ml.runtime import setup_cli
-from ml.train_ser import ensemble_of, fit, parse_seeds
+from ml.train_ser import ensemble_of, fit, fit_head, parse_seeds
 
 log = logging.getLogger(__name__)
 
@@ -148,10 +149,97 @@ def markdown(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def head_split(clips: list[speech.SpeechClip], X: np.ndarray, train: np.ndarray, test: np.ndarray,
+               config: SERHeadConfig, args: argparse.Namespace) -> np.ndarray:
+    """Train a head on ``train`` (balanced over its corpora and classes), return its 8-way answers on ``test``."""
+    y = np.array([c.label for c in clips])
+    head = fit_head(X[train], y[train], speech.balanced_weights([clips[i] for i in train]), config,
+                    steps=args.steps, seed=args.seed, dry_run=args.dry_run)
+    with torch.inference_mode():
+        return head(torch.from_numpy(X[test].astype(np.float32))).argmax(1).numpy()
+
+
+def evaluate_head(args: argparse.Namespace) -> dict:
+    """Leave-one-corpus-out over the five corpora, and RAVDESS's six folds with the other
+    corpora in training, for the frozen-encoder recipe (``ml.train_ser --recipe whisper``)."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    clips = speech.load_all(args.data)
+    if args.dry_run:  # one clip of every corpus, class and RAVDESS fold
+        clips = speech.first_of_each(clips)
+    embedder = SpeechEmbedder(args.encoder)
+    X = cached_embeddings([c.path for c in clips], embedder, Path(args.cache))
+    config = SERHeadConfig(encoder=args.encoder, layers=X.shape[1], width=X.shape[3])
+    y = np.array([c.label for c in clips])
+    classes = speech.corpus_classes(clips)
+    summary: dict = {"encoder": args.encoder, "front_end": embedder.key, "steps": args.steps, "seed": args.seed,
+                     "dry_run": args.dry_run, "clips": len(clips), "fingerprint": speech.fingerprint(clips),
+                     "loco": {}, "ravdess_folds": []}
+    for held in speech.CORPORA:
+        train, test = speech.leave_one_corpus_out(clips, held)
+        assert not {clips[i].speaker for i in train} & {clips[i].speaker for i in test}
+        s = corpus_scores(y[test], head_split(clips, X, train, test, config, args), classes[held])
+        summary["loco"][held] = {"classes": [EMOTIONS[k] for k in classes[held]], "clips": len(test),
+                                 "speakers": len({clips[i].speaker for i in test}), **s}
+        names = [EMOTIONS[k] for k in classes[held]]
+        cm = np.array(s["confusion"])[np.ix_(classes[held], classes[held])]
+        plots.confusion_matrix_image(cm, names, out / f"confusion_{held}.png",
+                                     title=f"{held} held out (trained on the other four corpora)")
+        log.info("LOCO %s: UA %.3f", held, s["ua"])
+    uas = {k: v["ua"] for k, v in summary["loco"].items()}
+    summary["loco_mean_ua"] = float(np.mean(list(uas.values())))
+    summary["loco_worst"] = min(uas, key=uas.get)
+    corpus = np.array([c.corpus for c in clips])
+    folds = np.array([c.fold for c in clips])
+    pooled_true, pooled_pred = [], []
+    for fold in range(1, 7):
+        test = np.flatnonzero((corpus == "ravdess") & (folds == fold))
+        if not len(test):
+            continue
+        train = np.flatnonzero((corpus != "ravdess") | (folds != fold))  # the fold's actors never in training
+        pred = head_split(clips, X, train, test, config, args)
+        summary["ravdess_folds"].append({"fold": fold, "8": scores(y[test], pred), "7": scores_7(y[test], pred)})
+        pooled_true.append(y[test])
+        pooled_pred.append(pred)
+    summary["ravdess_mean"] = {n: {m: float(np.mean([f[n][m] for f in summary["ravdess_folds"]]))
+                                   for m in ("ua", "wa", "macro_f1")} for n in ("8", "7")}
+    yt, yp = np.concatenate(pooled_true), np.concatenate(pooled_pred)
+    plots.confusion_matrix_image(confusion(yt, yp, 8), list(EMOTIONS), out / "confusion_ravdess_8.png",
+                                 title=f"RAVDESS 6-fold, other corpora in training (pooled, {len(yt)} clips)")
+    (out / "eval.json").write_text(json.dumps(summary, indent=1))
+    (out / "eval.md").write_text(head_markdown(summary))
+    print(head_markdown(summary))
+    return summary
+
+
+def head_markdown(summary: dict) -> str:
+    lines = ["| held-out corpus | language | classes | clips | speakers | UA | WA | macro-F1 |", "|---|---|---|---|---|---|---|---|"]
+    for name, r in summary["loco"].items():
+        lines.append(f"| {name} | {speech.LANGUAGES[name]} | {len(r['classes'])} | {r['clips']} | {r['speakers']} | "
+                     f"{100 * r['ua']:.1f} | {100 * r['wa']:.1f} | {100 * r['macro_f1']:.1f} |")
+    lines.append(f"| **mean** | | | | | **{100 * summary['loco_mean_ua']:.1f}** | | |")
+    lines += ["", f"Worst corpus: {summary['loco_worst']} ({100 * summary['loco'][summary['loco_worst']]['ua']:.1f}).", "",
+              "| RAVDESS fold | UA 8 | WA 8 | F1 8 | UA 7 |", "|---|---|---|---|---|"]
+    for f in summary["ravdess_folds"]:
+        lines.append(f"| {f['fold']} | {100 * f['8']['ua']:.1f} | {100 * f['8']['wa']:.1f} | {100 * f['8']['macro_f1']:.1f} | "
+                     f"{100 * f['7']['ua']:.1f} |")
+    m = summary["ravdess_mean"]
+    lines.append(f"| **mean** | **{100 * m['8']['ua']:.1f}** | {100 * m['8']['wa']:.1f} | {100 * m['8']['macro_f1']:.1f} | "
+                 f"{100 * m['7']['ua']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="RAVDESS root holding manifest.csv")
-    p.add_argument("--out", default="runs/ser_cv")
+    p.add_argument("--data", required=True,
+                   help="the data root holding ravdess/ and speech/ (recipe whisper), or RAVDESS's root (recipe cnn)")
+    p.add_argument("--out", default="runs/ser_eval")
+    p.add_argument("--recipe", choices=("whisper", "cnn"), default="whisper",
+                   help="whisper: the shipped frozen-encoder recipe, LOCO + RAVDESS folds; cnn: the log-mel CNN, RAVDESS folds")
+    p.add_argument("--encoder", default="whisper-tiny-en", help="recipe whisper: the frozen encoder (ml.pretrained)")
+    p.add_argument("--cache", default="runs/ser_cache", help="recipe whisper: where the encoder's features are kept")
+    p.add_argument("--steps", type=int, default=1000, help="recipe whisper: head training steps")
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--folds", default="1,2,3,4,5,6")
     p.add_argument("--epochs", type=int, default=90)
     p.add_argument("--seeds", type=parse_seeds, default=[0],
@@ -159,12 +247,19 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--speeds", type=parse_speeds, default=list(audio.SPEED_FACTORS),
                    help="test-time views, comma-separated speed factors (as served: 0.9,1.0,1.1; 1.0: one view)")
     p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--dry-run", action="store_true", help="one training batch per model, every 30th held-out clip")
+    p.add_argument("--dry-run", action="store_true", help="one training batch per model, a few clips")
     args = p.parse_args(argv)
     setup_cli(args.threads, "cpu")
+    if args.recipe == "whisper":
+        return evaluate_head(args)
+    return evaluate_cnn(args)
+
+
+def evaluate_cnn(args: argparse.Namespace) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    clips = ravdess.load_manifest(args.data)
+    root = Path(args.data) / "ravdess" if (Path(args.data) / "ravdess" / "manifest.csv").is_file() else Path(args.data)
+    clips = ravdess.load_manifest(root)
     waves = ravdess.load_waves(clips)
     results = []
     for fold in [int(f) for f in args.folds.split(",")]:

@@ -32,3 +32,25 @@ def scores_7(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     """The same scores with calm merged into neutral (7 classes)."""
     m = np.vectorize(merge_calm)
     return scores(m(y_true), m(y_pred), len(EMOTIONS_7))
+
+
+def on_corpus(y_pred: np.ndarray, classes: tuple[int, ...]) -> np.ndarray:
+    """8-way answers read on a corpus that holds only ``classes``: a "calm" answer counts as
+    neutral on a corpus without calm, and a "neutral" answer as calm on one without neutral
+    (the two are one state in every corpus that has only one of them). Other answers stay."""
+    neutral, calm = EMOTIONS.index("neutral"), EMOTIONS.index("calm")
+    out = np.asarray(y_pred).copy()
+    if calm not in classes and neutral in classes:
+        out[out == calm] = neutral
+    if neutral not in classes and calm in classes:
+        out[out == neutral] = calm
+    return out
+
+
+def corpus_scores(y_true: np.ndarray, y_pred: np.ndarray, classes: tuple[int, ...]) -> dict:
+    """Scores of 8-way answers on a corpus over its own ``classes`` (:func:`on_corpus`), with the
+    8x8 confusion matrix of the mapped answers."""
+    mapped = on_corpus(y_pred, classes)
+    out = scores(np.asarray(y_true), mapped)
+    out["confusion"] = confusion(np.asarray(y_true), mapped, len(EMOTIONS)).tolist()
+    return out

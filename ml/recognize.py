@@ -16,7 +16,8 @@ import torch
 
 from ml import audio, checkpoint
 from ml.labels import EMOTIONS
-from ml.models.ser import SEREnsemble, SERNet, for_inference
+from ml.embed import SpeechEmbedder
+from ml.models.ser import SEREnsemble, SERHead, SERNet, for_inference
 
 #: Audio longer than this is cut into windows of this length whose probabilities are averaged
 #: (weighted by length), so memory per clip is bounded whatever the duration.
@@ -38,8 +39,13 @@ class EmotionRecognizer:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: torch.device | str = "cpu", *,
-                        speeds: tuple[float, ...] = audio.SPEED_FACTORS) -> tuple["EmotionRecognizer", checkpoint.Loaded]:
-        loaded = checkpoint.load(path, arch=checkpoint.SER_MODELS, labels=EMOTIONS, device=device)
+                        speeds: tuple[float, ...] = audio.SPEED_FACTORS,
+                        ) -> tuple["EmotionRecognizer | EncoderRecognizer", checkpoint.Loaded]:
+        """The recognizer for any SER file: a frozen-encoder head or a log-mel CNN."""
+        loaded = checkpoint.load(path, arch=checkpoint.SER_MODELS, labels=EMOTIONS, device="cpu")
+        if isinstance(loaded.model, SERHead):
+            return EncoderRecognizer(loaded.model), loaded
+        loaded.model.to(device)
         return cls(loaded.model, device, speeds=speeds), loaded
 
     def windows(self, wave: np.ndarray | torch.Tensor) -> list[torch.Tensor]:
@@ -72,3 +78,27 @@ class EmotionRecognizer:
         out = torch.zeros(len(waves), len(EMOTIONS)).index_add_(0, owner, probs * weights[:, None])
         out /= torch.zeros(len(waves)).index_add_(0, owner, weights)[:, None]
         return out.numpy()
+
+
+class EncoderRecognizer:
+    """A :class:`SERHead` over its frozen encoder's features (``ml.embed``), on CPU.
+
+    Each clip is embedded alone (trimmed, windowed, pooled), so its answer never depends on the
+    batch it came in. The encoder runs on CPU in dynamic int8 whatever the host: that is how the
+    head's training features were computed, and on CUDA the quantized kernels do not exist.
+    """
+
+    def __init__(self, head: SERHead) -> None:
+        assert head.config.n_classes == len(EMOTIONS), "the SER model must predict the 8 project emotions"
+        self.model = head.eval()
+        self.embedder = SpeechEmbedder(head.config.encoder, quantized=head.config.quantized)
+        self.device = torch.device("cpu")
+
+    @torch.inference_mode()
+    def predict(self, waves: list[np.ndarray] | list[torch.Tensor]) -> np.ndarray:
+        """Probabilities (B, 8) over :data:`ml.labels.EMOTIONS` for B mono clips at the model rate."""
+        # rounded to float16, as the training features were cached: serving hears exactly those numbers
+        pooled = torch.from_numpy(np.stack([self.embedder.embed(w) for w in waves]).astype(np.float16))
+        # the head too runs clip by clip: a batched matrix product blocks differently by batch size
+        logits = torch.cat([self.model(p[None]) for p in pooled])
+        return torch.softmax(logits, dim=-1).numpy()

@@ -35,11 +35,12 @@ from tqdm import tqdm
 
 from ml import audio, checkpoint
 from ml.augment import augment_wave, spec_augment
-from ml.data import ravdess
+from ml.data import ravdess, speech
+from ml.embed import SpeechEmbedder, cached_embeddings
 from ml.labels import EMOTIONS
 from ml.metrics import scores
-from ml.models.ser import SERConfig, SEREnsemble, SERNet
-from ml.recognize import EmotionRecognizer
+from ml.models.ser import SERConfig, SEREnsemble, SERHead, SERHeadConfig, SERNet
+from ml.recognize import EmotionRecognizer, EncoderRecognizer
 from ml.runtime import seed_everything, setup_cli
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,43 @@ def fit(waves: list[np.ndarray], labels: np.ndarray, *, epochs: int, batch_size:
     return model.eval()
 
 
+def fit_head(features: np.ndarray, labels: np.ndarray, weights: np.ndarray, config: SERHeadConfig, *,
+             steps: int = 1000, batch_size: int = 1024, lr: float = 1e-3, weight_decay: float = 1e-2,
+             seed: int = 0, dry_run: bool = False, allowed: np.ndarray | None = None) -> SERHead:
+    """Train a :class:`SERHead` on cached (N, layers, 2, width) encoder statistics.
+
+    Batches are drawn with probability proportional to ``weights`` (:func:`ml.data.speech.balanced_weights`:
+    every corpus, and every class within it, equally often), so a corpus ten times larger does
+    not teach ten times more. The features are standardised with the training set's own mean and
+    standard deviation, which the head keeps as buffers.
+
+    ``allowed`` (N, n_classes) bool, when given, restricts each clip's softmax to the classes its
+    corpus holds: a corpus then teaches only the classes it has, and says nothing about the
+    others (an emodb clip is not evidence against "calm", a class emodb never recorded).
+    """
+    g = seed_everything(seed)
+    x = torch.from_numpy(np.ascontiguousarray(features)).flatten(1).float()  # (N, F)
+    y = torch.as_tensor(labels, dtype=torch.long)
+    model = SERHead(config)
+    model.mean.copy_(x.mean(0))
+    model.std.copy_(x.std(0).clamp(min=1e-4))
+    x = (x - model.mean) / model.std
+    p = torch.as_tensor(weights, dtype=torch.float64)
+    mask = None if allowed is None else torch.as_tensor(allowed, dtype=torch.bool)
+    opt = torch.optim.AdamW(model.fc.parameters(), lr=lr, weight_decay=weight_decay)
+    model.train()
+    for _ in range(1 if dry_run else steps):
+        idx = torch.multinomial(p, min(batch_size, len(p)), replacement=True, generator=g)
+        logits = model.fc(model.dropout(x[idx]))
+        if mask is not None:
+            logits = logits.masked_fill(~mask[idx], float("-inf"))
+        loss = F.cross_entropy(logits, y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
 def parse_seeds(text: str) -> list[int]:
     """``"0,1"`` -> [0, 1]; an argparse type, so a bad list is a usage error."""
     try:
@@ -106,24 +144,68 @@ def ensemble_of(members: list[SERNet]) -> SERNet | SEREnsemble:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="RAVDESS root holding manifest.csv and Actor_XX/")
+    p.add_argument("--data", required=True,
+                   help="the data root holding ravdess/ and speech/ (recipe whisper), or RAVDESS's root (recipe cnn)")
     p.add_argument("--out", required=True, help="checkpoint path; metrics go to <out>.json beside it")
-    p.add_argument("--holdout-fold", type=int, default=0, help="1-6: train on the other folds and evaluate on it")
-    p.add_argument("--epochs", type=int, default=90)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--recipe", choices=("whisper", "cnn"), default="whisper",
+                   help="whisper (shipped): a head over a frozen Whisper encoder, all five corpora; cnn: the log-mel CNN, RAVDESS")
+    p.add_argument("--encoder", default="whisper-tiny-en", help="recipe whisper: the frozen encoder (ml.pretrained)")
+    p.add_argument("--cache", default="runs/ser_cache", help="recipe whisper: where the encoder's features are kept")
+    p.add_argument("--steps", type=int, default=1000, help="recipe whisper: head training steps")
+    p.add_argument("--holdout-fold", type=int, default=0, help="1-6: leave RAVDESS fold out and evaluate on it")
+    p.add_argument("--epochs", type=int, default=90, help="recipe cnn")
+    p.add_argument("--batch-size", type=int, default=32, help="recipe cnn")
+    p.add_argument("--lr", type=float, default=3e-3, help="recipe cnn")
     p.add_argument("--seeds", type=parse_seeds, default=[0],
                    help="comma-separated: one model per seed; several are saved as one averaging ensemble")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--dry-run", action="store_true", help="one batch on 8 clips, in seconds")
+    p.add_argument("--dry-run", action="store_true", help="one batch on a few clips, in seconds")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    return train_head(args) if args.recipe == "whisper" else train_cnn(args)
+
+
+def train_head(args: argparse.Namespace) -> dict:
+    """The shipped SER: a :class:`SERHead` on every clip of the five corpora (but a held-out RAVDESS fold)."""
+    setup_cli(args.threads, "cpu")
+    clips = speech.load_all(args.data)
+    if args.dry_run:
+        clips = speech.first_of_each(clips)
+    held = np.array([c.corpus == "ravdess" and c.fold == args.holdout_fold for c in clips])
+    train = [c for c, h in zip(clips, held) if not h]
+    test = [c for c, h in zip(clips, held) if h]
+    t0 = time.time()
+    embedder = SpeechEmbedder(args.encoder)
+    X = cached_embeddings([c.path for c in clips], embedder, Path(args.cache))[~held]  # one cache for every split
+    config = SERHeadConfig(encoder=args.encoder, layers=X.shape[1], width=X.shape[3])
+    seed = args.seeds[0]
+    model = fit_head(X, np.array([c.label for c in train]), speech.balanced_weights(train), config,
+                     steps=args.steps, seed=seed, dry_run=args.dry_run)
+    metrics: dict = {"train_clips": len(train), "train_seconds": round(time.time() - t0, 1),
+                     "recipe": {"recipe": "whisper", "steps": args.steps, "seed": seed, "front_end": embedder.key,
+                                "config": asdict(config)}}
+    if test:
+        y = np.array([c.label for c in test])
+        pred = EncoderRecognizer(model).predict([audio.decode(c.path).samples for c in test]).argmax(1)
+        metrics["holdout"] = {"fold": args.holdout_fold, **scores(y, pred)}
+    data = {"dataset": "RAVDESS speech + emodb, ased, nemo, turev", "clips": len(train),
+            "corpora": {k: sum(c.corpus == k for c in train) for k in speech.CORPORA},
+            "speakers": len({c.speaker for c in train}),
+            "split": f"all but RAVDESS fold {args.holdout_fold}" if args.holdout_fold else "every clip of the five corpora",
+            "fingerprint": speech.fingerprint(train)}
+    checkpoint.save(args.out, model, labels=EMOTIONS, data=data, metrics=metrics)
+    Path(str(args.out) + ".json").write_text(json.dumps(metrics, indent=1))
+    return metrics
+
+
+def train_cnn(args: argparse.Namespace) -> dict:
     device = setup_cli(args.threads, args.device)
-    clips = ravdess.load_manifest(args.data)
+    root = Path(args.data) / "ravdess" if (Path(args.data) / "ravdess" / "manifest.csv").is_file() else Path(args.data)
+    clips = ravdess.load_manifest(root)
     train = [c for c in clips if c.fold != args.holdout_fold]
     test = [c for c in clips if c.fold == args.holdout_fold]
     if args.dry_run:

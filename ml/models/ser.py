@@ -171,3 +171,43 @@ class SEREnsemble(nn.Module):
     def forward(self, feats: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         log_probs = torch.stack([F.log_softmax(m(feats, frames), dim=-1) for m in self.members])  # (K, B, C)
         return torch.logsumexp(log_probs, dim=0) - math.log(len(self.members))
+
+
+@dataclass
+class SERHeadConfig:
+    """A classifier over a frozen encoder's pooled layer statistics (``ml.embed``)."""
+
+    encoder: str = "whisper-tiny-en"  # a key of ml.pretrained.ENCODERS
+    quantized: bool = True  # the encoder's linear layers in dynamic int8, as the features were computed
+    layers: int = 5  # hidden states pooled: the encoder's input to its first block, then each block
+    width: int = 384
+    dropout: float = 0.2
+    n_classes: int = 8
+
+    @property
+    def n_features(self) -> int:
+        return self.layers * 2 * self.width
+
+
+class SERHead(nn.Module):
+    """(B, layers, 2, width) mean and std of every encoder layer -> (B, n_classes) logits.
+
+    The features are standardised with the training set's statistics (buffers, saved with the
+    weights), then one linear layer reads all layers at once: a multinomial logistic regression,
+    which learns how much each layer and statistic counts instead of taking only the last layer.
+    """
+
+    def __init__(self, config: SERHeadConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.register_buffer("mean", torch.zeros(config.n_features))
+        self.register_buffer("std", torch.ones(config.n_features))
+        self.dropout = nn.Dropout(config.dropout)
+        self.fc = nn.Linear(config.n_features, config.n_classes)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        assert pooled.shape[1:] == (c.layers, 2, c.width), \
+            f"expected (B, {c.layers}, 2, {c.width}) pooled statistics, got {tuple(pooled.shape)}"
+        x = (pooled.flatten(1).float() - self.mean) / self.std  # (B, F)
+        return self.fc(self.dropout(x))

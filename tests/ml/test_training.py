@@ -2,13 +2,13 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from ml import checkpoint, train_gan, train_ser
 from ml.labels import FER_CLASSES
-from tests.conftest import DATA
-from tests.conftest import tiny_fer_csv
+from tests.conftest import DATA, tiny_fer_csv
 
 
 def test_gan_dry_run(tmp_path):
@@ -172,7 +172,8 @@ def test_gan_resume_adds_the_minibatch_std_channel_without_changing_d(tmp_path):
 @pytest.mark.data
 def test_ser_dry_run(tmp_path):
     out = tmp_path / "ser.pt"
-    metrics = train_ser.main(["--data", str(DATA / "ravdess"), "--out", str(out), "--dry-run", "--holdout-fold", "1"])
+    metrics = train_ser.main(["--recipe", "cnn", "--data", str(DATA / "ravdess"), "--out", str(out), "--dry-run",
+                              "--holdout-fold", "1"])
     assert metrics["train_clips"] == 8 and metrics["recipe"]["seeds"] == [0] and "holdout" in metrics
     loaded = checkpoint.load(out, arch="ser-cnn")
     assert loaded.meta["data"]["split"] == "all folds except 1"
@@ -182,11 +183,45 @@ def test_ser_dry_run(tmp_path):
 @pytest.mark.data
 def test_ser_dry_run_two_seeds_saves_one_ensemble(tmp_path):
     out = tmp_path / "ser.pt"
-    metrics = train_ser.main(["--data", str(DATA / "ravdess"), "--out", str(out), "--dry-run", "--holdout-fold", "1",
-                              "--seeds", "0,1"])
+    metrics = train_ser.main(["--recipe", "cnn", "--data", str(DATA / "ravdess"), "--out", str(out), "--dry-run",
+                              "--holdout-fold", "1", "--seeds", "0,1"])
     assert metrics["recipe"]["seeds"] == [0, 1] and len(metrics["holdout"]["members"]) == 2
     assert 0 <= metrics["holdout"]["ua"] <= 1
     assert checkpoint.load(out, arch="ser-ensemble").model.config.size == 2
+
+
+@pytest.mark.data
+def test_ser_head_dry_run_trains_on_every_corpus_and_serves(tmp_path):
+    from ml.data import speech
+    from ml.recognize import EmotionRecognizer, EncoderRecognizer
+
+    out = tmp_path / "ser.pt"
+    metrics = train_ser.main(["--data", str(DATA), "--out", str(out), "--cache", str(tmp_path / "cache"), "--dry-run",
+                              "--holdout-fold", "1"])
+    loaded = checkpoint.load(out, arch="ser-whisper")
+    assert set(loaded.meta["data"]["corpora"]) == set(speech.CORPORA) and all(loaded.meta["data"]["corpora"].values())
+    assert metrics["holdout"]["fold"] == 1 and metrics["recipe"]["recipe"] == "whisper"
+    recognizer, _ = EmotionRecognizer.from_checkpoint(out)
+    assert isinstance(recognizer, EncoderRecognizer)
+    probs = recognizer.predict([np.zeros(16_000, np.float32) + 0.01 * np.sin(np.arange(16_000) / 5, dtype=np.float32)])
+    assert probs.shape == (1, 8) and abs(float(probs.sum()) - 1) < 1e-5
+
+
+@pytest.mark.data
+def test_ser_loco_dry_run_scores_every_corpus_on_its_own_classes(tmp_path):
+    from ml import evaluate_ser
+    from ml.data import speech
+
+    summary = evaluate_ser.main(["--data", str(DATA), "--out", str(tmp_path / "eval"), "--cache", str(tmp_path / "c"),
+                                 "--dry-run"])
+    assert list(summary["loco"]) == list(speech.CORPORA)
+    assert summary["loco"]["turev"]["classes"] == ["calm", "happy", "sad", "angry"]
+    assert summary["loco_worst"] in speech.CORPORA and 0 <= summary["loco_mean_ua"] <= 1
+    assert [f["fold"] for f in summary["ravdess_folds"]] == [1, 2, 3, 4, 5, 6]
+    for corpus in speech.CORPORA:
+        assert (tmp_path / "eval" / f"confusion_{corpus}.png").exists()
+    saved = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert saved["loco_mean_ua"] == summary["loco_mean_ua"] and "| **mean** |" in (tmp_path / "eval" / "eval.md").read_text()
 
 
 def test_ser_seed_list_is_checked():
@@ -200,8 +235,8 @@ def test_ser_cross_validation_dry_run_reuses_its_members(tmp_path, caplog):
     """Two folds, two seeds: every table figure present, and a rerun trains nothing again."""
     from ml import evaluate_ser
 
-    args = ["--data", str(DATA / "ravdess"), "--out", str(tmp_path / "cv"), "--folds", "1,2", "--dry-run",
-            "--seeds", "0,1"]
+    args = ["--recipe", "cnn", "--data", str(DATA / "ravdess"), "--out", str(tmp_path / "cv"), "--folds", "1,2",
+            "--dry-run", "--seeds", "0,1"]
     summary = evaluate_ser.main(args)
     assert [f["fold"] for f in summary["folds"]] == [1, 2]
     assert set(summary["single_seed_mean_ua8"]) == {"0", "1"}
