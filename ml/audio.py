@@ -77,6 +77,7 @@ WHISPER_FEATURE_PARAMS: dict[str, float | int | str] = {
     "center": True,
     "mel_scale": "slaney",
     "log": "log10, floor peak-8, (x+4)/4",
+    "level_rms": 0.05,  # ml.embed.LEVEL_RMS: each trimmed clip is scaled to it
     "trim_top_db": TRIM_TOP_DB,
     "trim_margin_s": TRIM_MARGIN_S,
 }

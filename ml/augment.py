@@ -49,6 +49,13 @@ def augment_wave(wave: torch.Tensor, g: torch.Generator, max_len: int) -> torch.
     return wave * 10 ** ((-25 + 31 * r()) / 20)
 
 
+def random_view(wave: np.ndarray, seed: int) -> np.ndarray:
+    """:func:`augment_wave` of a whole (T,) numpy clip, drawn from ``seed``: a training view
+    (speed, telephone band, coloured noise, gain) that is the same every time it is computed."""
+    g = torch.Generator().manual_seed(seed)
+    return augment_wave(torch.from_numpy(wave), g, max_len=wave.shape[-1] * 2).numpy().astype(np.float32)
+
+
 def spec_augment(feats: torch.Tensor, frames: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     """Two frequency masks (<= 8 bins) and two time masks (<= 10% of the clip) per example."""
     feats = feats.clone()

@@ -5,9 +5,9 @@ A clip is trimmed of leading and trailing silence (``ml.audio.trim_silence``, as
 turned into Whisper's log-mel and run through the encoder alone, clip by clip: one clip's
 numbers never depend on what else is in its batch. Each layer's frames are pooled to their mean
 and standard deviation, so a clip becomes one (layers + 1, 2, width) array whatever its length.
-On CPU the encoder's linear layers run in dynamic int8 (``quantized``), about three times faster
-than float32; the head is trained on features computed the same way, so training and serving
-hear the same numbers.
+On CPU the encoder's linear layers run in dynamic int8 (``quantized``), several times faster
+than float32 (``weights/ser.md``); the head is trained on features computed the same way, so
+training and serving hear the same numbers.
 """
 
 from __future__ import annotations
@@ -23,9 +23,13 @@ import numpy as np
 import torch
 
 from ml import audio, pretrained
+from ml.augment import perturb, random_view
 
 log = logging.getLogger(__name__)
 
+#: Every clip is scaled to this RMS (about -26 dBFS) after trimming: Whisper's log-mel is
+#: absolute, so without it a quieter recording would be a different input.
+LEVEL_RMS = 0.05
 #: Longest stretch the encoder hears at once; longer audio is pooled over consecutive windows.
 #: Whisper's positions cover 30 s; the training clips are all shorter than 10 s.
 WINDOW_S = 8.0
@@ -50,12 +54,13 @@ class SpeechEmbedder:
         """Names what the features are: the encoder, its precision and the front end's parameters."""
         spec = pretrained.ENCODERS[self.name]
         contract = {"encoder": self.name, "sha256": [p[2] for p in spec.parts], "quantized": self.quantized,
-                    "window_s": WINDOW_S, **audio.WHISPER_FEATURE_PARAMS}
+                    "window_s": WINDOW_S, "level_rms": LEVEL_RMS, **audio.WHISPER_FEATURE_PARAMS}
         return hashlib.sha256(json.dumps(contract, sort_keys=True).encode()).hexdigest()[:16]
 
     @torch.inference_mode()
     def embed(self, wave: np.ndarray | torch.Tensor) -> np.ndarray:
         w = audio.trim_silence(torch.as_tensor(wave, dtype=torch.float32))
+        w = w * (LEVEL_RMS / w.pow(2).mean().sqrt().clamp(min=1e-8))
         windows = audio.split_windows(w, WINDOW_S)
         stats, weights = [], []
         for piece in windows:
@@ -68,14 +73,18 @@ class SpeechEmbedder:
         return (torch.stack(stats) * (wts / wts.sum())[:, None, None, None]).sum(0).numpy()
 
 
-def cached_embeddings(paths: list[Path], embedder: SpeechEmbedder, cache: Path, *, every: int = 500) -> np.ndarray:
+def cached_embeddings(paths: list[Path], embedder: SpeechEmbedder, cache: Path, *, every: int = 500,
+                      perturbation: str = "clean") -> np.ndarray:
     """(N, L+1, 2, D) float16 features of the files at ``paths``, computed once per front end.
 
-    Stored as ``cache/<front end key>/<clip list hash>.npy``; an interrupted run leaves
-    ``.partial.npy`` every ``every`` clips and resumes from it.
+    ``perturbation`` (a name of :data:`ml.augment.PERTURBATIONS`, or ``"train_view"`` for one
+    random training view per clip, :func:`ml.augment.random_view`) alters each decoded clip
+    first, seeded by its index. Stored as ``cache/<front end key>/<clip list
+    hash>.npy``; an interrupted run leaves ``.partial.npy`` every ``every`` clips and resumes.
     """
     # the clip list by absolute path: the same files reached through another relative path share a cache
-    digest = hashlib.sha256("\n".join(str(Path(p).resolve()) for p in paths).encode()).hexdigest()[:16]
+    names = [str(Path(p).resolve()) for p in paths] + ([] if perturbation == "clean" else [perturbation])
+    digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
     folder = Path(cache) / embedder.key
     folder.mkdir(parents=True, exist_ok=True)
     done_path, part_path = folder / f"{digest}.npy", folder / f"{digest}.partial.npy"
@@ -90,7 +99,12 @@ def cached_embeddings(paths: list[Path], embedder: SpeechEmbedder, cache: Path, 
         log.info("resuming the feature cache at clip %d of %d", start, len(paths))
     t0 = time.time()
     for i in range(start, len(paths)):
-        out[i] = embedder.embed(audio.decode(paths[i]).samples)
+        wave = audio.decode(paths[i]).samples
+        if perturbation == "train_view":
+            wave = random_view(wave, seed=i)
+        elif perturbation != "clean":
+            wave = perturb(wave, perturbation, seed=i)
+        out[i] = embedder.embed(wave)
         if (i + 1) % every == 0:
             np.save(part_path, out[:i + 1])
             log.info("features: %d / %d clips (%.0f s)", i + 1, len(paths), time.time() - t0)

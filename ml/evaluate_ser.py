@@ -31,7 +31,7 @@ from ml.data import ravdess, speech
 from ml.embed import SpeechEmbedder, cached_embeddings
 from ml.labels import EMOTIONS, merge_calm
 from ml.metrics import EMOTIONS_7, confusion, corpus_scores, scores, scores_7
-from ml.models.ser import SERHeadConfig, SERNet
+from ml.models.ser import SERHead, SERHeadConfig, SERNet
 from ml.recognize import EmotionRecognizer
 from ml.runtime import setup_cli
 from ml.train_ser import ensemble_of, fit, fit_head, parse_seeds
@@ -149,14 +149,20 @@ def markdown(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def head_split(clips: list[speech.SpeechClip], X: np.ndarray, train: np.ndarray, test: np.ndarray,
-               config: SERHeadConfig, args: argparse.Namespace) -> np.ndarray:
-    """Train a head on ``train`` (balanced over its corpora and classes), return its 8-way answers on ``test``."""
+def head_split(clips: list[speech.SpeechClip], X: np.ndarray, views: np.ndarray, train: np.ndarray,
+               test: np.ndarray, config: SERHeadConfig, args: argparse.Namespace) -> tuple[np.ndarray, SERHead]:
+    """Train a head on ``train`` (balanced over its corpora and classes), each clip heard clean and
+    as its training view (``views``); its 8-way answers on the clean ``test`` clips, and it."""
     y = np.array([c.label for c in clips])
-    head = fit_head(X[train], y[train], speech.balanced_weights([clips[i] for i in train]), config,
-                    steps=args.steps, seed=args.seed, dry_run=args.dry_run)
+    w = speech.balanced_weights([clips[i] for i in train])
+    head = fit_head(np.concatenate([X[train], views[train]]), np.concatenate([y[train], y[train]]),
+                    np.concatenate([w, w]), config, steps=args.steps, seed=args.seed, dry_run=args.dry_run)
+    return answers(head, X[test]), head
+
+
+def answers(head: SERHead, features: np.ndarray) -> np.ndarray:
     with torch.inference_mode():
-        return head(torch.from_numpy(X[test].astype(np.float32))).argmax(1).numpy()
+        return head(torch.from_numpy(features.astype(np.float32))).argmax(1).numpy()
 
 
 def evaluate_head(args: argparse.Namespace) -> dict:
@@ -169,6 +175,7 @@ def evaluate_head(args: argparse.Namespace) -> dict:
         clips = speech.first_of_each(clips)
     embedder = SpeechEmbedder(args.encoder)
     X = cached_embeddings([c.path for c in clips], embedder, Path(args.cache))
+    views = cached_embeddings([c.path for c in clips], embedder, Path(args.cache), perturbation="train_view")
     config = SERHeadConfig(encoder=args.encoder, layers=X.shape[1], width=X.shape[3])
     y = np.array([c.label for c in clips])
     classes = speech.corpus_classes(clips)
@@ -178,7 +185,7 @@ def evaluate_head(args: argparse.Namespace) -> dict:
     for held in speech.CORPORA:
         train, test = speech.leave_one_corpus_out(clips, held)
         assert not {clips[i].speaker for i in train} & {clips[i].speaker for i in test}
-        s = corpus_scores(y[test], head_split(clips, X, train, test, config, args), classes[held])
+        s = corpus_scores(y[test], head_split(clips, X, views, train, test, config, args)[0], classes[held])
         summary["loco"][held] = {"classes": [EMOTIONS[k] for k in classes[held]], "clips": len(test),
                                  "speakers": len({clips[i].speaker for i in test}), **s}
         names = [EMOTIONS[k] for k in classes[held]]
@@ -192,17 +199,26 @@ def evaluate_head(args: argparse.Namespace) -> dict:
     corpus = np.array([c.corpus for c in clips])
     folds = np.array([c.fold for c in clips])
     pooled_true, pooled_pred = [], []
+    rav = np.flatnonzero(corpus == "ravdess")
+    perturbed = {kind: cached_embeddings([clips[i].path for i in rav], embedder, Path(args.cache), perturbation=kind)
+                 for kind in PERTURBATIONS if kind != "clean"}  # the RAVDESS clips, heard otherwise
     for fold in range(1, 7):
         test = np.flatnonzero((corpus == "ravdess") & (folds == fold))
         if not len(test):
             continue
         train = np.flatnonzero((corpus != "ravdess") | (folds != fold))  # the fold's actors never in training
-        pred = head_split(clips, X, train, test, config, args)
-        summary["ravdess_folds"].append({"fold": fold, "8": scores(y[test], pred), "7": scores_7(y[test], pred)})
+        pred, head = head_split(clips, X, views, train, test, config, args)
+        row = {"fold": fold, "8": scores(y[test], pred), "7": scores_7(y[test], pred)}
+        in_rav = np.searchsorted(rav, test)
+        for kind, feats in perturbed.items():
+            row[kind] = scores(y[test], answers(head, feats[in_rav]))["ua"]
+        summary["ravdess_folds"].append(row)
         pooled_true.append(y[test])
         pooled_pred.append(pred)
     summary["ravdess_mean"] = {n: {m: float(np.mean([f[n][m] for f in summary["ravdess_folds"]]))
                                    for m in ("ua", "wa", "macro_f1")} for n in ("8", "7")}
+    summary["ravdess_perturbed_ua8"] = {kind: float(np.mean([f[kind] for f in summary["ravdess_folds"]]))
+                                        for kind in perturbed}
     yt, yp = np.concatenate(pooled_true), np.concatenate(pooled_pred)
     plots.confusion_matrix_image(confusion(yt, yp, 8), list(EMOTIONS), out / "confusion_ravdess_8.png",
                                  title=f"RAVDESS 6-fold, other corpora in training (pooled, {len(yt)} clips)")
@@ -226,6 +242,10 @@ def head_markdown(summary: dict) -> str:
     m = summary["ravdess_mean"]
     lines.append(f"| **mean** | **{100 * m['8']['ua']:.1f}** | {100 * m['8']['wa']:.1f} | {100 * m['8']['macro_f1']:.1f} | "
                  f"{100 * m['7']['ua']:.1f} |")
+    lines += ["", "| RAVDESS folds, held-out clips heard as | UA 8 | drop vs clean (points) |", "|---|---|---|",
+              f"| clean | {100 * m['8']['ua']:.1f} | +0.0 |"]
+    for kind, ua in summary["ravdess_perturbed_ua8"].items():
+        lines.append(f"| {kind} | {100 * ua:.1f} | {100 * (m['8']['ua'] - ua):+.1f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -180,11 +180,15 @@ def train_head(args: argparse.Namespace) -> dict:
     test = [c for c, h in zip(clips, held) if h]
     t0 = time.time()
     embedder = SpeechEmbedder(args.encoder)
-    X = cached_embeddings([c.path for c in clips], embedder, Path(args.cache))[~held]  # one cache for every split
+    paths = [c.path for c in clips]  # one cache for every split
+    X = cached_embeddings(paths, embedder, Path(args.cache))[~held]
+    views = cached_embeddings(paths, embedder, Path(args.cache), perturbation="train_view")[~held]
     config = SERHeadConfig(encoder=args.encoder, layers=X.shape[1], width=X.shape[3])
     seed = args.seeds[0]
-    model = fit_head(X, np.array([c.label for c in train]), speech.balanced_weights(train), config,
-                     steps=args.steps, seed=seed, dry_run=args.dry_run)
+    labels, weights = np.array([c.label for c in train]), speech.balanced_weights(train)
+    # every clip twice: as recorded, and as one random training view (speed, telephone band, noise, gain)
+    model = fit_head(np.concatenate([X, views]), np.concatenate([labels, labels]), np.concatenate([weights, weights]),
+                     config, steps=args.steps, seed=seed, dry_run=args.dry_run)
     metrics: dict = {"train_clips": len(train), "train_seconds": round(time.time() - t0, 1),
                      "recipe": {"recipe": "whisper", "steps": args.steps, "seed": seed, "front_end": embedder.key,
                                 "config": asdict(config)}}

@@ -145,3 +145,19 @@ def test_feature_cache_is_reused_and_resumes(embedder, tmp_path):
 def test_fixture_clips_embed_to_finite_features(embedder):
     x = embedder.embed(audio.decode(sorted(FIXTURE_AUDIO.glob("*.flac"))[0]).samples)
     assert x.shape == (5, 2, 384) and np.isfinite(x).all()
+
+
+def test_features_do_not_depend_on_the_recording_level(embedder):
+    x = speechlike(2.0, seed=5)
+    loud, quiet = embedder.embed(x), embedder.embed(0.05 * x)
+    np.testing.assert_allclose(quiet, loud, atol=0.02 * np.abs(loud).max())
+
+
+def test_training_views_are_seeded_and_differ_from_the_clip():
+    from ml.augment import random_view
+
+    x = speechlike(2.0, seed=1)
+    a, b = random_view(x, seed=3), random_view(x, seed=3)
+    assert np.array_equal(a, b) and a.dtype == np.float32
+    assert not np.array_equal(random_view(x, seed=4), a)
+    assert a.shape != x.shape or not np.allclose(a, x)

@@ -218,6 +218,7 @@ def test_ser_loco_dry_run_scores_every_corpus_on_its_own_classes(tmp_path):
     assert summary["loco"]["turev"]["classes"] == ["calm", "happy", "sad", "angry"]
     assert summary["loco_worst"] in speech.CORPORA and 0 <= summary["loco_mean_ua"] <= 1
     assert [f["fold"] for f in summary["ravdess_folds"]] == [1, 2, 3, 4, 5, 6]
+    assert set(summary["ravdess_perturbed_ua8"]) == set(evaluate_ser.PERTURBATIONS) - {"clean"}
     for corpus in speech.CORPORA:
         assert (tmp_path / "eval" / f"confusion_{corpus}.png").exists()
     saved = json.loads((tmp_path / "eval" / "eval.json").read_text())
