@@ -65,6 +65,10 @@ FEATURE_PARAMS: dict[str, float | int | str] = {
     "norm_eps": NORM_EPS,
 }
 
+#: Every clip the Whisper-based SER hears is scaled to this RMS (about -26 dBFS) after trimming:
+#: Whisper's log-mel is absolute, so without it a quieter recording would be a different input.
+LEVEL_RMS = 0.05
+
 #: What the Whisper-based SER hears: stored in its checkpoints and checked on load, like the above.
 WHISPER_FEATURE_PARAMS: dict[str, float | int | str] = {
     "sample_rate": SAMPLE_RATE,
@@ -77,7 +81,7 @@ WHISPER_FEATURE_PARAMS: dict[str, float | int | str] = {
     "center": True,
     "mel_scale": "slaney",
     "log": "log10, floor peak-8, (x+4)/4",
-    "level_rms": 0.05,  # ml.embed.LEVEL_RMS: each trimmed clip is scaled to it
+    "level_rms": LEVEL_RMS,
     "trim_top_db": TRIM_TOP_DB,
     "trim_margin_s": TRIM_MARGIN_S,
 }

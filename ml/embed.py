@@ -27,9 +27,6 @@ from ml.augment import perturb, random_view
 
 log = logging.getLogger(__name__)
 
-#: Every clip is scaled to this RMS (about -26 dBFS) after trimming: Whisper's log-mel is
-#: absolute, so without it a quieter recording would be a different input.
-LEVEL_RMS = 0.05
 #: Longest stretch the encoder hears at once; longer audio is pooled over consecutive windows.
 #: Whisper's positions cover 30 s; the training clips are all shorter than 10 s.
 WINDOW_S = 8.0
@@ -54,13 +51,13 @@ class SpeechEmbedder:
         """Names what the features are: the encoder, its precision and the front end's parameters."""
         spec = pretrained.ENCODERS[self.name]
         contract = {"encoder": self.name, "sha256": [p[2] for p in spec.parts], "quantized": self.quantized,
-                    "window_s": WINDOW_S, "level_rms": LEVEL_RMS, **audio.WHISPER_FEATURE_PARAMS}
+                    "window_s": WINDOW_S, **audio.WHISPER_FEATURE_PARAMS}
         return hashlib.sha256(json.dumps(contract, sort_keys=True).encode()).hexdigest()[:16]
 
     @torch.inference_mode()
     def embed(self, wave: np.ndarray | torch.Tensor) -> np.ndarray:
         w = audio.trim_silence(torch.as_tensor(wave, dtype=torch.float32))
-        w = w * (LEVEL_RMS / w.pow(2).mean().sqrt().clamp(min=1e-8))
+        w = w * (audio.LEVEL_RMS / w.pow(2).mean().sqrt().clamp(min=1e-8))
         windows = audio.split_windows(w, WINDOW_S)
         stats, weights = [], []
         for piece in windows:
@@ -100,11 +97,8 @@ def cached_embeddings(paths: list[Path], embedder: SpeechEmbedder, cache: Path, 
     t0 = time.time()
     for i in range(start, len(paths)):
         wave = audio.decode(paths[i]).samples
-        if perturbation == "train_view":
-            wave = random_view(wave, seed=i)
-        elif perturbation != "clean":
-            wave = perturb(wave, perturbation, seed=i)
-        out[i] = embedder.embed(wave)
+        out[i] = embedder.embed(random_view(wave, seed=i) if perturbation == "train_view"
+                                else perturb(wave, perturbation, seed=i))  # "clean" passes through
         if (i + 1) % every == 0:
             np.save(part_path, out[:i + 1])
             log.info("features: %d / %d clips (%.0f s)", i + 1, len(paths), time.time() - t0)

@@ -34,7 +34,7 @@ from ml.metrics import EMOTIONS_7, confusion, corpus_scores, scores, scores_7
 from ml.models.ser import SERHead, SERHeadConfig, SERNet
 from ml.recognize import EmotionRecognizer
 from ml.runtime import setup_cli
-from ml.train_ser import ensemble_of, fit, fit_head, parse_seeds
+from ml.train_ser import ensemble_of, fit, fit_head, head_answers, parse_seeds
 
 log = logging.getLogger(__name__)
 
@@ -157,12 +157,7 @@ def head_split(clips: list[speech.SpeechClip], X: np.ndarray, views: np.ndarray,
     w = speech.balanced_weights([clips[i] for i in train])
     head = fit_head(np.concatenate([X[train], views[train]]), np.concatenate([y[train], y[train]]),
                     np.concatenate([w, w]), config, steps=args.steps, seed=args.seed, dry_run=args.dry_run)
-    return answers(head, X[test]), head
-
-
-def answers(head: SERHead, features: np.ndarray) -> np.ndarray:
-    with torch.inference_mode():
-        return head(torch.from_numpy(features.astype(np.float32))).argmax(1).numpy()
+    return head_answers(head, X[test]), head
 
 
 def evaluate_head(args: argparse.Namespace) -> dict:
@@ -186,9 +181,8 @@ def evaluate_head(args: argparse.Namespace) -> dict:
         train, test = speech.leave_one_corpus_out(clips, held)
         assert not {clips[i].speaker for i in train} & {clips[i].speaker for i in test}
         s = corpus_scores(y[test], head_split(clips, X, views, train, test, config, args)[0], classes[held])
-        summary["loco"][held] = {"classes": [EMOTIONS[k] for k in classes[held]], "clips": len(test),
-                                 "speakers": len({clips[i].speaker for i in test}), **s}
         names = [EMOTIONS[k] for k in classes[held]]
+        summary["loco"][held] = {"classes": names, "clips": len(test), "speakers": len({clips[i].speaker for i in test}), **s}
         cm = np.array(s["confusion"])[np.ix_(classes[held], classes[held])]
         plots.confusion_matrix_image(cm, names, out / f"confusion_{held}.png",
                                      title=f"{held} held out (trained on the other four corpora)")
@@ -211,7 +205,7 @@ def evaluate_head(args: argparse.Namespace) -> dict:
         row = {"fold": fold, "8": scores(y[test], pred), "7": scores_7(y[test], pred)}
         in_rav = np.searchsorted(rav, test)
         for kind, feats in perturbed.items():
-            row[kind] = scores(y[test], answers(head, feats[in_rav]))["ua"]
+            row[kind] = scores(y[test], head_answers(head, feats[in_rav]))["ua"]
         summary["ravdess_folds"].append(row)
         pooled_true.append(y[test])
         pooled_pred.append(pred)
@@ -278,8 +272,7 @@ def main(argv: list[str] | None = None) -> dict:
 def evaluate_cnn(args: argparse.Namespace) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    root = Path(args.data) / "ravdess" if (Path(args.data) / "ravdess" / "manifest.csv").is_file() else Path(args.data)
-    clips = ravdess.load_manifest(root)
+    clips = ravdess.load_manifest(ravdess.resolve_root(args.data))
     waves = ravdess.load_waves(clips)
     results = []
     for fold in [int(f) for f in args.folds.split(",")]:

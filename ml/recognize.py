@@ -106,11 +106,7 @@ class EncoderRecognizer:
     def predict(self, waves: list[np.ndarray] | list[torch.Tensor]) -> np.ndarray:
         """Probabilities (B, 8) over :data:`ml.labels.EMOTIONS` for B mono clips at the model rate."""
         # rounded to float16, as the training features were cached: serving hears exactly those numbers
-        pooled = torch.from_numpy(np.stack(list(self._pool.map(self._embed, waves))).astype(np.float16))
+        pooled = torch.from_numpy(np.stack(list(self._pool.map(self.embedder.embed, waves))).astype(np.float16))
         # the head too runs clip by clip: a batched matrix product blocks differently by batch size
         logits = torch.cat([self.model(p[None]) for p in pooled])
         return torch.softmax(logits, dim=-1).numpy()
-
-    def _embed(self, wave: np.ndarray | torch.Tensor) -> np.ndarray:
-        with torch.inference_mode():
-            return self.embedder.embed(wave)

@@ -21,8 +21,8 @@ class Settings(BaseSettings):
     device: str = Field("auto", description="auto (CUDA if present, else CPU), cpu, cuda, cuda:N")
     ser_weights: Path = WEIGHTS_DIR / "ser.pt"
     generator_weights: Path = WEIGHTS_DIR / "generator.pt"
-    ser_views: int = Field(3, description="test-time views per clip: 3 (speeds 0.9/1.0/1.1, as evaluated) "
-                                          "or 1 (a third of the SER work, less accurate: weights/ser.md)")
+    ser_views: int = Field(3, description="test-time views per clip: 3 (speeds 0.9/1.0/1.1) "
+                                          "or 1; for a log-mel CNN checkpoint only")
     max_body_mb: float = Field(25.0, gt=0, description="largest accepted request body")
     max_audio_s: float = Field(60.0, gt=0, description="longest accepted recording")
     max_batch_size: int = Field(64, ge=1, le=1024, description="largest micro-batch per forward pass")

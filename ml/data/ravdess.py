@@ -73,6 +73,12 @@ def load_manifest(root: str | Path) -> list[RavdessClip]:
     return clips
 
 
+def resolve_root(data: str | Path) -> Path:
+    """RAVDESS's root given either itself or the data root that holds it as ``ravdess/``."""
+    data = Path(data)
+    return data / "ravdess" if (data / "ravdess" / "manifest.csv").is_file() else data
+
+
 def scan(root: str | Path) -> list[RavdessClip]:
     """Clips found by walking ``root`` (``Actor_XX/*.wav|flac``), without folds."""
     root = Path(root)

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from ml.labels import EMOTIONS
-from tests.conftest import SHIPPED_SER, assert_problem, fixture_clips, make_client, speechlike, wait_ready, wav_bytes
+from tests.conftest import assert_problem, fixture_clips, make_client, speechlike, wait_ready, wav_bytes
 
 def clip_bytes(emotion: str = "happy") -> bytes:
     return fixture_clips()[emotion].read_bytes()
