@@ -12,6 +12,7 @@ import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -45,7 +46,17 @@ MAX_INPUT_RATE = 384_000
 #: Below this RMS (after removing DC) a recording is silence: about -70 dBFS. The quietest
 #: RAVDESS clips (actors 09 and 20) peak near -40 dBFS and stay far above it.
 SILENCE_RMS = 10 ** (-70 / 20)
-_READ_BLOCK = 1 << 16
+#: Decoding reads blocks of about this many samples (all channels together): 1 MiB of float32.
+BLOCK_SAMPLES = 1 << 18
+#: The most channels a recording may have (libsndfile reads up to 1024; microphones give 1-8).
+MAX_CHANNELS = 64
+#: The most samples (frames x channels) one recording may decode to: 60 s of 8 channels at
+#: 96 kHz fit, a 255-channel 192 kHz bomb does not. Memory is bounded by blocks whatever this is;
+#: this bounds the CPU time a small compressed file can cost.
+MAX_DECODED_SAMPLES = 1 << 26
+#: Float samples beyond this magnitude (60 dB over full scale) are not a recording but garbage:
+#: they overflow the features (a peak near 1e19 makes float32 energies infinite).
+MAX_PEAK = 1000.0
 
 FEATURE_PARAMS: dict[str, float | int | str] = {
     "sample_rate": SAMPLE_RATE,
@@ -115,6 +126,10 @@ class SilentAudioError(AudioError):
     """The audio is (digitally) silent: nothing to recognise."""
 
 
+class AudioTooLargeError(AudioError):
+    """More channels or decoded samples than the decoding budget allows."""
+
+
 class UnsupportedSampleRateError(AudioError):
     """The sample rate is outside what we resample from."""
 
@@ -129,64 +144,115 @@ class DecodedAudio:
     duration_s: float
 
 
-def decode(source: bytes | str | Path, *, max_duration_s: float = MAX_DURATION_S) -> DecodedAudio:
+def decode(source: bytes | str | Path | BinaryIO, *, max_duration_s: float = MAX_DURATION_S,
+           max_samples: int = MAX_DECODED_SAMPLES) -> DecodedAudio:
     """Decode any file libsndfile reads (WAV PCM/float, FLAC, OGG, MP3...) to model input.
 
-    Reads block by block so a header that claims hours of audio never allocates them: reading
-    stops as soon as ``max_duration_s`` is exceeded. Raises an :class:`AudioError` subclass.
+    The memory it needs does not grow with the channel count or the sample rate: the header is
+    checked first (rate, channels, and the frames it claims against ``max_duration_s`` and
+    ``max_samples``), then the file is read in blocks of about :data:`BLOCK_SAMPLES` samples,
+    each validated, mixed to mono and resampled before the next is read. Peak memory is the mono
+    16 kHz result plus one block, whatever the input; a header that lies is caught by the same
+    limits while reading. ``source`` may be bytes, a path or a binary file object (a spooled
+    upload). Raises an :class:`AudioError` subclass.
     """
     fileobj = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
     try:
         with sf.SoundFile(fileobj) as f:
             sr, channels = int(f.samplerate), int(f.channels)
-            if channels < 1:
-                raise AudioDecodeError(f"audio declares {channels} channels")
-            if not MIN_INPUT_RATE <= sr <= MAX_INPUT_RATE:
-                raise UnsupportedSampleRateError(
-                    f"sample rate {sr} Hz is outside {MIN_INPUT_RATE}-{MAX_INPUT_RATE} Hz"
-                )
-            limit = int(math.floor(max_duration_s * sr)) + 1
-            blocks, total = [], 0
-            while total < limit:
-                block = f.read(frames=min(_READ_BLOCK, limit - total), dtype="float32", always_2d=True)
+            stream = _MonoStream(sr, channels, max_duration_s=max_duration_s, max_samples=max_samples)
+            stream.check_declared(int(f.frames))
+            while True:
+                block = f.read(frames=stream.block_frames, dtype="float32", always_2d=True)
                 if len(block) == 0:
                     break
-                blocks.append(block)
-                total += len(block)
+                stream.feed(block)
     except AudioError:
         raise
     except (sf.LibsndfileError, EOFError) as exc:  # only what libsndfile says of bad bytes; a bug stays a bug
         reason = getattr(exc, "error_string", None) or str(exc).split(": ")[-1]
         raise AudioDecodeError(f"not decodable audio: {reason}") from exc
-    if total == 0:
-        raise EmptyAudioError("the audio holds no samples")
-    if total >= limit:
-        raise AudioTooLongError(f"audio is longer than the maximum of {max_duration_s:g} s")
-    data = np.concatenate(blocks, axis=0)  # (T, C)
-    return from_array(data, sr, max_duration_s=max_duration_s)
+    return stream.finish()
 
 
-def from_array(data: np.ndarray, sample_rate: int, *, max_duration_s: float = MAX_DURATION_S) -> DecodedAudio:
-    """Validate and convert an array ``(T,)`` or ``(T, C)`` at ``sample_rate`` to model input."""
+def from_array(data: np.ndarray, sample_rate: int, *, max_duration_s: float = MAX_DURATION_S,
+               max_samples: int = MAX_DECODED_SAMPLES) -> DecodedAudio:
+    """Validate and convert an array ``(T,)`` or ``(T, C)`` at ``sample_rate`` to model input,
+    with the same checks, in the same blocks, as :func:`decode`."""
     if data.ndim == 1:
         data = data[:, None]
     if data.ndim != 2 or data.shape[1] < 1:
         raise AudioDecodeError(f"expected samples shaped (T, C), got {data.shape}")
-    if data.shape[0] == 0:
-        raise EmptyAudioError("the audio holds no samples")
-    if not np.isfinite(data).all():
-        raise InvalidSamplesError("the audio holds NaN or infinite samples")
-    duration = data.shape[0] / sample_rate
-    if duration < MIN_DURATION_S:
-        raise AudioTooShortError(f"audio is {duration:.3f} s long; at least {MIN_DURATION_S:g} s is needed")
-    if duration > max_duration_s:
-        raise AudioTooLongError(f"audio is {duration:.1f} s long; the maximum is {max_duration_s:g} s")
-    mono = data.astype(np.float32).mean(axis=1)
-    if float(np.std(mono)) < SILENCE_RMS:
-        raise SilentAudioError("the audio is silent (RMS below -70 dBFS)")
-    if sample_rate != SAMPLE_RATE:
-        mono = resample(mono, sample_rate, SAMPLE_RATE)
-    return DecodedAudio(np.ascontiguousarray(mono, dtype=np.float32), sample_rate, data.shape[1], duration)
+    stream = _MonoStream(int(sample_rate), data.shape[1], max_duration_s=max_duration_s, max_samples=max_samples)
+    stream.check_declared(data.shape[0])
+    for i in range(0, data.shape[0], stream.block_frames):
+        stream.feed(data[i:i + stream.block_frames])
+    return stream.finish()
+
+
+class _MonoStream:
+    """Validates blocks of (frames, channels) samples, mixes them to mono and resamples them to
+    :data:`SAMPLE_RATE` as they come: the one path from any input to model input."""
+
+    def __init__(self, sample_rate: int, channels: int, *, max_duration_s: float, max_samples: int) -> None:
+        if channels < 1:
+            raise AudioDecodeError(f"audio declares {channels} channels")
+        if not MIN_INPUT_RATE <= sample_rate <= MAX_INPUT_RATE:
+            raise UnsupportedSampleRateError(f"sample rate {sample_rate} Hz is outside {MIN_INPUT_RATE}-{MAX_INPUT_RATE} Hz")
+        if channels > MAX_CHANNELS:
+            raise AudioTooLargeError(f"audio has {channels} channels; at most {MAX_CHANNELS} are accepted")
+        self.sr, self.channels = sample_rate, channels
+        self.max_duration_s, self.max_samples = max_duration_s, max_samples
+        self.max_frames = int(math.floor(max_duration_s * sample_rate))
+        self.block_frames = max(1024, BLOCK_SAMPLES // channels)
+        self.frames = 0
+        self.total, self.total_sq = 0.0, 0.0  # float64 sums of the mono samples, for the silence check
+        self.out: list[np.ndarray] = []
+        self.resampler = (None if sample_rate == SAMPLE_RATE else
+                          soxr.ResampleStream(sample_rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ"))
+
+    def check_declared(self, frames: int) -> None:
+        """Refuse from the header what the limits would refuse after decoding (unknown: 0 or less)."""
+        if frames <= 0:
+            return
+        self._check_limits(frames)
+
+    def _check_limits(self, frames: int) -> None:
+        if frames > self.max_frames:
+            raise AudioTooLongError(f"audio is {frames / self.sr:.1f} s long; the maximum is {self.max_duration_s:g} s")
+        if frames * self.channels > self.max_samples:
+            raise AudioTooLargeError(
+                f"audio holds {frames * self.channels} samples ({self.channels} channels x {frames} frames); "
+                f"at most {self.max_samples} are decoded")
+
+    def feed(self, block: np.ndarray) -> None:
+        self.frames += len(block)
+        self._check_limits(self.frames)
+        peak = float(np.max(np.abs(block))) if block.size else 0.0
+        if not math.isfinite(peak):
+            raise InvalidSamplesError("the audio holds NaN or infinite samples")
+        if peak > MAX_PEAK:
+            raise InvalidSamplesError(
+                f"the audio's samples reach {peak:.3g}; at most {MAX_PEAK:g} (full scale is 1) is accepted")
+        mono = block.mean(axis=1, dtype=np.float32) if self.channels > 1 else block[:, 0].astype(np.float32)
+        m64 = mono.astype(np.float64)
+        self.total += float(m64.sum())
+        self.total_sq += float(np.dot(m64, m64))
+        self.out.append(mono if self.resampler is None else self.resampler.resample_chunk(mono))
+
+    def finish(self) -> DecodedAudio:
+        if self.frames == 0:
+            raise EmptyAudioError("the audio holds no samples")
+        duration = self.frames / self.sr
+        if duration < MIN_DURATION_S:
+            raise AudioTooShortError(f"audio is {duration:.3f} s long; at least {MIN_DURATION_S:g} s is needed")
+        mean = self.total / self.frames
+        if math.sqrt(max(self.total_sq / self.frames - mean * mean, 0.0)) < SILENCE_RMS:
+            raise SilentAudioError("the audio is silent (RMS below -70 dBFS)")
+        if self.resampler is not None:
+            self.out.append(self.resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+        mono = np.concatenate(self.out) if len(self.out) > 1 else self.out[0]
+        return DecodedAudio(np.ascontiguousarray(mono, dtype=np.float32), self.sr, self.channels, duration)
 
 
 def resample(x: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
