@@ -27,6 +27,17 @@ class Settings(BaseSettings):
     max_audio_s: float = Field(60.0, gt=0, description="longest accepted recording")
     max_batch_size: int = Field(64, ge=1, le=1024, description="largest micro-batch per forward pass")
     max_batch_wait_ms: float = Field(2.0, ge=0, description="how long a request waits for others to join its batch")
+    max_queue_clips: int = Field(128, ge=1, description="recordings admitted at once (decoding, queued or "
+                                                          "being heard); more get 503 with Retry-After")
+    max_queue_faces: int = Field(1024, ge=1, description="face work admitted at once, in single-48px-face units "
+                                                         "(a 16-face grid of 1024px costs about 100); more get 503")
+    max_decodes: int = Field(0, ge=0, description="recordings decoded at once (0 = one per CPU core)")
+    queue_timeout_s: float = Field(20.0, gt=0, description="a request still queued after this long gets 503 "
+                                                           "instead of being run")
+    body_timeout_s: float = Field(10.0, gt=0, description="longest wait for the next piece of a request body "
+                                                          "(408 after it)")
+    drain_s: float = Field(6.0, ge=0, description="on SIGTERM, how long in-flight requests may still finish; "
+                                                  "after it they get 503 (keep under the orchestrator's grace)")
     cpu_threads: int = Field(0, ge=0, description="torch intra-op threads (0 = torch default)")
     log_level: str = "INFO"
     json_logs: bool = False

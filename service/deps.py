@@ -5,20 +5,27 @@ from __future__ import annotations
 import secrets
 from typing import Annotated
 
+from collections.abc import AsyncIterator
+
 from fastapi import Depends, Header, Request
 
+from service.admission import Guard
 from service.engines import Engines
 from service.errors import NotReady, Problem
 
 
-def engines_of(request: Request) -> Engines:
+# Every dependency here is async: FastAPI runs a plain ``def`` dependency on a worker thread,
+# a thread hop per request for a few attribute reads.
+
+
+async def engines_of(request: Request) -> Engines:
     engines: Engines | None = request.app.state.engines
     if engines is None or not engines.ready.is_set():
         raise NotReady()
     return engines
 
 
-def check_api_key(request: Request, x_api_key: Annotated[str | None, Header()] = None,
+async def check_api_key(request: Request, x_api_key: Annotated[str | None, Header()] = None,
                   authorization: Annotated[str | None, Header()] = None) -> None:
     expected = request.app.state.settings.api_key
     if not expected:
@@ -29,5 +36,15 @@ def check_api_key(request: Request, x_api_key: Annotated[str | None, Header()] =
                       headers={"WWW-Authenticate": "Bearer"})
 
 
+async def guard_of(request: Request) -> AsyncIterator[Guard]:
+    """The request's :class:`Guard`: its awaits end when its client leaves or the drain expires."""
+    guard = Guard(request.receive, request.app.state.drain)
+    try:
+        yield guard
+    finally:
+        guard.close()
+
+
 Models = Annotated[Engines, Depends(engines_of)]
+Guarded = Annotated[Guard, Depends(guard_of)]
 Auth = [Depends(check_api_key)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,8 @@ from ml.generate import FaceGenerator
 from ml.recognize import EmotionRecognizer
 from ml.runtime import select_device
 from service.config import Settings
-from service.inference import MicroBatcher, render_items, timed
+from service.admission import Budget, Drain
+from service.inference import InvalidOutput, MicroBatcher, render_items, timed
 from service.metrics import Metrics
 from service.schemas import ModelCard
 
@@ -34,6 +36,10 @@ class Engines:
     ser: MicroBatcher  # holds the EmotionRecognizer
     faces: MicroBatcher  # holds the FaceGenerator
     models: list[ModelCard]
+    clips: Budget  # recordings admitted at once: decoding, queued or being heard
+    face_work: Budget  # face work admitted at once, in single-48px-face units
+    decodes: asyncio.Semaphore  # recordings decoded at once
+    drain: Drain
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -43,7 +49,15 @@ def _info(name: str, path: Path, loaded, seconds: float) -> ModelCard:
                      load_seconds=round(seconds, 3), metrics=loaded.meta.get("metrics", {}), data=loaded.meta.get("data", {}))
 
 
-def load_engines(settings: Settings, metrics: Metrics) -> Engines:
+def hear(recognizer: EmotionRecognizer, waves: list[np.ndarray]) -> list[np.ndarray | Exception]:
+    """The SER batcher's work. A clip whose probabilities are not numbers fails alone (a 500
+    for that request, logged), never sent on as a number."""
+    probs = recognizer.predict(waves)
+    return [p if np.isfinite(p).all() else InvalidOutput(f"the emotion model's output is not finite: {p.tolist()}")
+            for p in probs]
+
+
+def load_engines(settings: Settings, metrics: Metrics, drain: Drain | None = None) -> Engines:
     """Load both checkpoints (raising ``CheckpointError`` with a clear message) and build batchers."""
     if settings.cpu_threads:
         torch.set_num_threads(settings.cpu_threads)
@@ -59,11 +73,16 @@ def load_engines(settings: Settings, metrics: Metrics) -> Engines:
         log.info("loaded %s from %s sha256=%s device=%s parameters=%d in %.3fs", m.name, path, m.sha256, device,
                  m.parameters, m.load_seconds)
     wait = settings.max_batch_wait_ms / 1000
-    ser = MicroBatcher(lambda waves: list(recognizer.predict(waves)), name="ser",
-                       max_batch=settings.max_batch_size, max_wait_s=wait, on_batch=metrics.observe_batch)
+    # the budgets below bound what is queued; the queues' own bounds are a backstop
+    ser = MicroBatcher(functools.partial(hear, recognizer), name="ser", max_batch=settings.max_batch_size,
+                       max_wait_s=wait, on_batch=metrics.observe_batch, max_queue=4 * settings.max_queue_clips,
+                       timeout_s=settings.queue_timeout_s)
     faces = MicroBatcher(functools.partial(render_items, generator), name="generator",
-                         max_batch=settings.max_batch_size, max_wait_s=wait, on_batch=metrics.observe_batch)
-    return Engines(settings, device, ser, faces, models)
+                         max_batch=settings.max_batch_size, max_wait_s=wait, on_batch=metrics.observe_batch,
+                         max_queue=4 * settings.max_queue_faces, timeout_s=settings.queue_timeout_s)
+    decodes = asyncio.Semaphore(settings.max_decodes or os.cpu_count() or 1)
+    return Engines(settings, device, ser, faces, models, clips=Budget("emotion", settings.max_queue_clips),
+                   face_work=Budget("face", settings.max_queue_faces), decodes=decodes, drain=drain or Drain())
 
 
 async def warm_up(engines: Engines) -> None:

@@ -8,9 +8,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from ml import audio
 from ml.labels import UnknownEmotionError
+from service.admission import ClientGone, ShuttingDown
+from service.inference import DeadlineExceeded, InvalidOutput, Overloaded
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
@@ -31,6 +34,17 @@ class BodyTooLarge(Problem):
                          f"the request body exceeds the limit of {limit} bytes")
 
 
+class RequestTimeout(Problem):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(408, "request-timeout", "Request body too slow",
+                         f"no part of the request body arrived for {seconds:g} s", headers={"Connection": "close"})
+
+
+#: A client that closed its connection before its answer (nginx's code): not an error of ours,
+#: logged at INFO, and never counted in the error metrics. Nobody reads the response.
+CLIENT_CLOSED = 499
+
+
 class NotReady(Problem):
     def __init__(self) -> None:
         super().__init__(503, "not-ready", "Service not ready", "the models are still loading; retry shortly",
@@ -42,10 +56,11 @@ class NotReady(Problem):
 _AUDIO_PROBLEMS: dict[type[Exception], tuple[int, str, str]] = {
     audio.AudioDecodeError: (415, "undecodable-audio", "Body is not decodable audio"),
     audio.EmptyAudioError: (422, "empty-audio", "Audio holds no samples"),
-    audio.InvalidSamplesError: (422, "invalid-samples", "Audio holds NaN or infinite samples"),
+    audio.InvalidSamplesError: (422, "invalid-samples", "Audio holds unusable samples"),
     audio.AudioTooShortError: (422, "audio-too-short", "Audio too short"),
     audio.AudioTooLongError: (422, "audio-too-long", "Audio too long"),
     audio.SilentAudioError: (422, "silent-audio", "Audio is silent"),
+    audio.AudioTooLargeError: (413, "audio-too-large", "Audio over the decoding budget"),
     audio.UnsupportedSampleRateError: (422, "unsupported-sample-rate", "Unsupported sample rate"),
 }
 
@@ -88,6 +103,34 @@ def install(app: FastAPI) -> None:
         slug = {400: "bad-request", 404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
         return problem_response(exc.status_code, slug, str(exc.detail), str(exc.detail), request.url.path,
                                 getattr(exc, "headers", None))
+
+    @app.exception_handler(Overloaded)
+    async def _overloaded(request: Request, exc: Overloaded) -> JSONResponse:
+        return problem_response(503, "overloaded", "Service at capacity", f"{exc}; retry shortly",
+                                request.url.path, {"Retry-After": "1"})
+
+    @app.exception_handler(DeadlineExceeded)
+    async def _late(request: Request, exc: DeadlineExceeded) -> JSONResponse:
+        return problem_response(503, "queue-timeout", "Request waited too long", f"{exc}; retry shortly",
+                                request.url.path, {"Retry-After": "1"})
+
+    @app.exception_handler(ShuttingDown)
+    async def _stopping(request: Request, exc: ShuttingDown) -> JSONResponse:
+        return problem_response(503, "shutting-down", "Service shutting down", str(exc), request.url.path,
+                                {"Retry-After": "1", "Connection": "close"})
+
+    @app.exception_handler(ClientGone)
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: Exception) -> JSONResponse:
+        log.info("client left %s %s before its answer; its work was dropped", request.method, request.url.path)
+        return problem_response(CLIENT_CLOSED, "client-closed-request", "Client closed request",
+                                "the client disconnected", request.url.path)
+
+    @app.exception_handler(InvalidOutput)
+    async def _invalid_output(request: Request, exc: InvalidOutput) -> JSONResponse:
+        log.error("%s %s: %s", request.method, request.url.path, exc)
+        return problem_response(500, "invalid-model-output", "Model output invalid",
+                                "the model produced no valid answer for this input; it has been logged", request.url.path)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

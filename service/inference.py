@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import io
 import logging
 import math
@@ -20,20 +19,41 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+class Overloaded(Exception):
+    """The model's queue is full: the request is refused before it costs anything."""
+
+
+class DeadlineExceeded(Exception):
+    """The request waited in the queue past its deadline; its work was never started."""
+
+
+class InvalidOutput(Exception):
+    """The model's output for one item is not a number (NaN or infinite)."""
+
+
 class MicroBatcher(Generic[T, R]):
     """Collects requests that arrive within ``max_wait_s`` into one call of ``fn`` (at most
     ``max_batch`` items), run on a dedicated worker thread so the event loop never blocks and
     one model never runs two passes at once.
 
-    ``fn`` maps a list of items to a list of results of the same length. With ``max_batch=1``
-    every request runs alone (the baseline the benchmarks compare against).
+    ``fn`` maps a list of items to a list of results of the same length; a result that is an
+    ``Exception`` fails its own item only. With ``max_batch=1`` every request runs alone (the
+    baseline the benchmarks compare against).
+
+    Each item succeeds or fails alone: when ``fn`` raises for a batch, its items are run again
+    one by one, so only the item that raises fails. The queue holds at most ``max_queue`` items
+    (:class:`Overloaded` beyond it); an item whose request was cancelled (its client left) is
+    dropped before its work starts, and one that waited past ``timeout_s`` fails with
+    :class:`DeadlineExceeded` instead of running.
     """
 
     def __init__(self, fn: Callable[[list[T]], list[R]], *, name: str, max_batch: int, max_wait_s: float,
-                 on_batch: Callable[[str, int], None] | None = None) -> None:
+                 on_batch: Callable[[str, int], None] | None = None, max_queue: int = 4096,
+                 timeout_s: float | None = None) -> None:
         self.fn, self.name, self.max_batch, self.max_wait_s = fn, name, max_batch, max_wait_s
         self.on_batch = on_batch
-        self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] = asyncio.Queue()
+        self.max_queue, self.timeout_s = max_queue, timeout_s
+        self._queue: asyncio.Queue[tuple[T, asyncio.Future[R], float]] = asyncio.Queue()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batch-{name}")
         self._task: asyncio.Task[None] | None = None
 
@@ -49,14 +69,35 @@ class MicroBatcher(Generic[T, R]):
                 pass
         self._executor.shutdown(wait=True)
 
+    @property
+    def queued(self) -> int:
+        return self._queue.qsize()
+
     async def submit(self, item: T) -> R:
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        await self._queue.put((item, future))
+        if self._queue.qsize() >= self.max_queue:
+            raise Overloaded(f"the {self.name} queue is full ({self.max_queue} items)")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
+        deadline = math.inf if self.timeout_s is None else loop.time() + self.timeout_s
+        self._queue.put_nowait((item, future, deadline))
         return await future
 
     async def run_direct(self, items: list[T]) -> list[R]:
         """Run ``fn`` on the worker thread without batching (warm-up, benchmarks)."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, self.fn, items)
+
+    def _work(self, items: list[T]) -> list[R | Exception]:
+        """``fn`` on the batch; if it raises, on each item alone, so the failure stays with its item."""
+        try:
+            results = list(self.fn(items))
+            if len(results) != len(items):  # a bug in fn: never leave a request hanging on it
+                raise RuntimeError(f"{self.name}: {len(results)} results for {len(items)} items")
+            return results
+        except Exception as exc:
+            if len(items) == 1:
+                return [exc]
+            log.warning("%s: a batch of %d failed (%r); running its items one by one", self.name, len(items), exc)
+            return [self._work([item])[0] for item in items]
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -76,28 +117,36 @@ class MicroBatcher(Generic[T, R]):
                     batch.append(await asyncio.wait_for(self._queue.get(), remaining))
                 except asyncio.TimeoutError:
                     break
-            live = [(item, fut) for item, fut in batch if not fut.done()]  # drop cancelled requests
+            now = loop.time()
+            live = []
+            for item, fut, item_deadline in batch:
+                if fut.done():  # its request was cancelled: the client left, or the service is draining
+                    continue
+                if now > item_deadline:
+                    fut.set_exception(DeadlineExceeded(f"waited over {self.timeout_s:g} s for the {self.name} model"))
+                    continue
+                live.append((item, fut))
             if not live:
                 continue
             if self.on_batch:
                 self.on_batch(self.name, len(live))
             try:
-                results = await loop.run_in_executor(self._executor, self.fn, [item for item, _ in live])
-                # A wrong result count is a bug in fn: fail the batch loudly, never leave a request hanging.
-                answered = list(zip(live, results, strict=True))
-            except Exception as exc:  # the failure belongs to every request of the batch
-                for _, fut in live:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                continue
-            for (_, fut), result in answered:
-                if not fut.done():
+                results = await loop.run_in_executor(self._executor, self._work, [item for item, _ in live])
+            except Exception as exc:  # the executor itself failed: nothing ran
+                results = [exc] * len(live)
+            for (_, fut), result in zip(live, results, strict=True):
+                if fut.done():
+                    continue
+                if isinstance(result, Exception):
+                    fut.set_exception(result)
+                else:
                     fut.set_result(result)
 
 
-def seed_from_bytes(data: bytes) -> int:
-    """A seed derived from content, so the same recording always draws the same face."""
-    return int.from_bytes(hashlib.sha256(data).digest()[:4], "big")
+def seed_from_digest(digest: bytes) -> int:
+    """A seed derived from content (the SHA-256 of a recording's bytes), so the same recording
+    always draws the same face."""
+    return int.from_bytes(digest[:4], "big")
 
 
 def encode_png(faces: np.ndarray, size: int) -> bytes:
@@ -127,7 +176,7 @@ def render_items(generator, items: list[tuple[int, int, int | None]]) -> list[np
     the raw (48, 48) face, for grids that are assembled from several items.
     """
     faces = generator.render([c for c, _, _ in items], [s for _, s, _ in items])
-    return [face if size is None else encode_png(face[None], size) for face, (_, _, size) in zip(faces, items)]
+    return [face if size is None else encode_png(face[None], size) for face, (_, _, size) in zip(faces, items, strict=True)]
 
 
 def timed(fn: Callable[[], R]) -> tuple[R, float]:

@@ -15,6 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from service import errors
+from service.admission import Drain
 from service.config import STATIC_DIR, Settings
 from service.engines import load_engines, warm_up
 from service.metrics import Metrics
@@ -47,12 +48,14 @@ def configure_logging(settings: Settings) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = Metrics()
+    drain = Drain()  # begun by the server on SIGTERM (service.__main__)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings)
         t0 = time.perf_counter()
-        engines = load_engines(settings, metrics)  # a missing/corrupt file raises here: startup fails
+        drain.bind(asyncio.get_running_loop())
+        engines = load_engines(settings, metrics, drain)  # a missing/corrupt file raises here: startup fails
         engines.ser.start()
         engines.faces.start()
         app.state.engines = engines
@@ -79,13 +82,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.engines = None
+    app.state.drain = drain
     errors.install(app)
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["*"], expose_headers=["X-Emotion", "X-Emotion-Confidence", "X-Seed"])
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
     app.add_middleware(AccessMiddleware, metrics=metrics, routes=route_paths(app),
                        logger=logging.getLogger("service.access"))
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -30,10 +31,12 @@ def route_paths(app: FastAPI) -> set[str]:
 
 class BodyLimitMiddleware:
     """413 for bodies over the limit: refused from Content-Length before reading, and counted
-    while streaming (chunked uploads) so an oversized body is never buffered whole."""
+    while streaming (chunked uploads) so an oversized body is never buffered whole. 408 when no
+    part of the body arrives for ``timeout_s``: a client trickling its body cannot hold a
+    connection, its memory and an admission slot for ever."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float = 10.0) -> None:
+        self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -50,15 +53,21 @@ class BodyLimitMiddleware:
                 await errors.problem_response(exc.status, exc.slug, exc.title, exc.detail, scope["path"],
                                               {"Connection": "close"})(scope, receive, send)
                 return
-        received = 0
+        received, complete = 0, False
 
         async def limited() -> dict:
-            nonlocal received
-            message = await receive()
+            nonlocal received, complete
+            if complete:  # after the body only the disconnect comes, whenever it comes
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.timeout_s)
+            except asyncio.TimeoutError:
+                raise errors.RequestTimeout(self.timeout_s) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     raise errors.BodyTooLarge(self.max_bytes)
+                complete = not message.get("more_body", False)
             return message
 
         await self.app(scope, limited, send)
@@ -91,7 +100,7 @@ class AccessMiddleware:
             elapsed = time.perf_counter() - start
             self.metrics.requests.labels(route, scope.get("method", ""), str(status)).inc()
             self.metrics.latency.labels(route).observe(elapsed)
-            if status >= 400:
+            if status >= 400 and status != errors.CLIENT_CLOSED:  # a client leaving is not our error
                 self.metrics.errors.labels(route, str(status)).inc()
             self.log.info("%s %s %d %.1fms", scope.get("method"), path, status, elapsed * 1000,
                           extra={"route": route, "status": status, "latency_ms": round(elapsed * 1000, 2)})

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import secrets
-from typing import Annotated
+import tempfile
+from typing import Annotated, BinaryIO
 
 import anyio
 import numpy as np
@@ -17,10 +19,11 @@ from starlette.datastructures import UploadFile
 from ml import audio
 from ml.labels import EMOTIONS, fer_index, normalize_emotion
 from service.config import STATIC_DIR
-from service.deps import Auth, Models
+from service.admission import Guard
+from service.deps import Auth, Guarded, Models
 from service.engines import Engines
 from service.errors import Problem
-from service.inference import encode_png, seed_from_bytes
+from service.inference import encode_png, seed_from_digest
 from service.schemas import EmotionResult, Health, Ready, SpeechToFaceResult
 
 router = APIRouter()
@@ -43,17 +46,33 @@ AUDIO_BODY = {
 PROBLEM = {"content": {"application/problem+json": {"schema": {"type": "object"}}}}
 AUDIO_ERRORS = {
     400: {"description": "malformed request", **PROBLEM}, 401: {"description": "API key missing or wrong", **PROBLEM},
-    413: {"description": "body over the size limit", **PROBLEM}, 415: {"description": "not decodable audio", **PROBLEM},
+    408: {"description": "the body did not arrive in time", **PROBLEM},
+    413: {"description": "body over the size limit, or audio over the decoding budget", **PROBLEM}, 415: {"description": "not decodable audio", **PROBLEM},
     422: {"description": "invalid parameter, or audio too short, too long, silent", **PROBLEM},
-    503: {"description": "models still loading", **PROBLEM},
+    503: {"description": "models still loading, at capacity, or shutting down (see Retry-After)", **PROBLEM},
 }
 PNG = {200: {"content": {"image/png": {}}, "description": "a PNG face (or grid of faces)"}}
 Seed = Annotated[int | None, Query(ge=0, lt=2**32, description="fixes the face; random when absent")]
 Size = Annotated[int, Query(ge=48, le=1024, description="width and height of each face in pixels")]
 
 
-async def read_audio(request: Request) -> bytes:
-    """The uploaded recording's bytes, from multipart field ``file`` or a raw ``audio/*`` body."""
+#: Request bodies larger than this are spooled to a temporary file of their own, not kept in RAM.
+SPOOL_BYTES = 1 << 20
+#: A single face up to this size is PNG-encoded on the generator's thread (one thread hop);
+#: larger ones are encoded on a worker thread, so they never hold up the next batch.
+INLINE_PNG_MAX = 256
+
+
+def face_cost(count: int, size: int) -> float:
+    """What drawing ``count`` faces of ``size`` px costs, in single-48px-face units: the network's
+    pass per face, plus resizing and PNG encoding, which grow with the pixels (a 16-face grid of
+    1024 px costs about 100 single faces)."""
+    return count * (1 + size * size / 200_000)
+
+
+async def read_audio(request: Request) -> BinaryIO:
+    """The uploaded recording as a file: multipart field ``file`` (spooled by the form parser), or
+    a raw ``audio/*`` body spooled here. Either way, over :data:`SPOOL_BYTES` it lives on disk."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data":
         form = await request.form(max_files=1, max_fields=8)
@@ -62,66 +81,94 @@ async def read_audio(request: Request) -> bytes:
             fields = ", ".join(repr(k) for k in form.keys()) or "none"
             raise Problem(422, "invalid-parameter", "Invalid parameter",
                           f"file: multipart field 'file' with the recording is required (got fields: {fields})")
-        data = await upload.read()
+        file: BinaryIO = upload.file
+        empty = not upload.size
     elif ctype.startswith("audio/") or ctype == "application/octet-stream":
-        data = await request.body()
+        file = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
+        async for chunk in request.stream():
+            file.write(chunk)
+        empty = file.tell() == 0
     else:
         raise Problem(415, "unsupported-media-type", "Unsupported media type",
                       f"send multipart/form-data (field 'file') or an audio/* body, not {ctype or 'no Content-Type'!r}")
-    if not data:
+    if empty:
+        file.close()
         raise audio.EmptyAudioError("the uploaded recording is empty (0 bytes)")
-    return data
+    return file
 
 
-async def recognise(request: Request, engines: Engines) -> tuple[bytes, dict]:
-    """The upload's bytes and its /emotion result fields."""
-    data = await read_audio(request)
-    decoded = await anyio.to_thread.run_sync(lambda: audio.decode(data, max_duration_s=engines.settings.max_audio_s))
-    probs = await engines.ser.submit(decoded.samples)
+def decode_upload(file: BinaryIO, max_duration_s: float) -> tuple[audio.DecodedAudio, int]:
+    """The decoded recording, and the face seed its bytes give (on a worker thread)."""
+    file.seek(0)
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: file.read(SPOOL_BYTES), b""):
+        digest.update(chunk)
+    file.seek(0)
+    return audio.decode(file, max_duration_s=max_duration_s), seed_from_digest(digest.digest())
+
+
+async def decode_audio(engines: Engines, file: BinaryIO) -> tuple[audio.DecodedAudio, int]:
+    async with engines.decodes:  # a bounded number at once, whatever the number of uploads
+        return await anyio.to_thread.run_sync(decode_upload, file, engines.settings.max_audio_s)
+
+
+async def recognise(request: Request, engines: Engines, guard: Guard) -> tuple[int, dict]:
+    """The seed the upload's bytes give, and its /emotion result fields."""
+    with engines.clips.admit(1, engines.drain):
+        file = await guard.run(read_audio(request))
+        try:
+            guard.watch_disconnect()
+            decoded, seed = await guard.run(decode_audio(engines, file))
+        finally:
+            file.close()
+        probs = await guard.run(engines.ser.submit(decoded.samples))
     probabilities = {e: round(float(p), 6) for e, p in zip(EMOTIONS, probs)}
     best = max(probabilities, key=probabilities.get)
     result = {"emotion": best, "confidence": probabilities[best], "probabilities": probabilities,
               "duration_s": round(decoded.duration_s, 4), "sample_rate": decoded.input_sample_rate,
               "channels": decoded.channels}
-    return data, result
+    return seed, result
 
 
-async def draw(engines: Engines, emotion: str, seed: int, size: int, count: int = 1) -> bytes:
+async def draw(engines: Engines, guard: Guard, emotion: str, seed: int, size: int, count: int = 1) -> bytes:
     cls = fer_index(emotion)
-    if count == 1:  # the common case: the batch worker returns the PNG itself
-        return await engines.faces.submit((cls, seed, size))
-    faces = await asyncio.gather(*(engines.faces.submit((cls, (seed + i) % 2**32, None)) for i in range(count)))
-    return await anyio.to_thread.run_sync(encode_png, np.stack(faces), size)
+    with engines.face_work.admit(face_cost(count, size), engines.drain):
+        guard.watch_disconnect()
+        if count == 1 and size <= INLINE_PNG_MAX:  # the common case: the batch worker returns the PNG itself
+            return await guard.run(engines.faces.submit((cls, seed, size)))
+        faces = await guard.run(asyncio.gather(*(engines.faces.submit((cls, (seed + i) % 2**32, None))
+                                                 for i in range(count))))
+        return await guard.run(anyio.to_thread.run_sync(encode_png, np.stack(faces), size))
 
 
 @router.get("/health", response_model=Health, tags=["ops"])
-def health() -> Health:
+async def health() -> Health:  # async: answered on the event loop, never queued behind worker threads
     """Liveness: 200 while the process runs."""
     return Health(status="ok")
 
 
 @router.get("/ready", response_model=Ready, tags=["ops"], responses={503: {"description": "not ready", **PROBLEM}})
-def ready(engines: Models) -> Ready:
+async def ready(engines: Models) -> Ready:
     """Readiness: 200 once both models are loaded and warmed up, 503 before."""
     return Ready(status="ready", device=str(engines.device), models=engines.models)
 
 
 @router.get("/metrics", tags=["ops"], response_class=Response)
-def metrics(request: Request) -> Response:
+async def metrics(request: Request) -> Response:
     """Prometheus metrics: requests, latencies, errors per route, and model batch sizes."""
     return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/", include_in_schema=False)
-def index() -> FileResponse:
+async def index() -> FileResponse:
     return FileResponse(STATIC_DIR / "index.html")
 
 
 @router.post("/emotion", response_model=EmotionResult, tags=["models"], dependencies=Auth,
              openapi_extra=AUDIO_BODY, responses=AUDIO_ERRORS)
-async def emotion(request: Request, engines: Models) -> dict:
+async def emotion(request: Request, engines: Models, guard: Guarded) -> dict:
     """Which emotion does this recording carry? One of the 8 RAVDESS emotions, with probabilities."""
-    _, result = await recognise(request, engines)
+    _, result = await recognise(request, engines, guard)
     return result
 
 
@@ -129,6 +176,7 @@ async def emotion(request: Request, engines: Models) -> dict:
             responses={**PNG, **{k: v for k, v in AUDIO_ERRORS.items() if k in (401, 422, 503)}})
 async def generate(
     engines: Models,
+    guard: Guarded,
     emotion: Annotated[str, Query(description="neutral, calm, happy, sad, angry, fearful (fear), disgust, "
                                               "surprised (surprise); case-insensitive. Calm is drawn as neutral.",
                                   examples=["happy"])],
@@ -142,20 +190,21 @@ async def generate(
         raise Problem(422, "invalid-parameter", "Invalid parameter",
                       f"count, size: a grid of {count} faces of {size}px exceeds {MAX_PIXELS} pixels")
     seed = secrets.randbelow(2**32) if seed is None else seed
-    png = await draw(engines, name, seed, size, count)
+    png = await draw(engines, guard, name, seed, size, count)
     return Response(png, media_type="image/png", headers={"X-Emotion": name, "X-Seed": str(seed)})
 
 
 @router.post("/speech-to-face", tags=["models"], dependencies=Auth, openapi_extra=AUDIO_BODY, response_class=Response,
              responses={**PNG, 200: {**PNG[200], "content": {"image/png": {}, "application/json": {
                  "schema": SpeechToFaceResult.model_json_schema()}}}, **AUDIO_ERRORS})
-async def speech_to_face(request: Request, engines: Models, seed: Seed = None, size: Size = 48) -> Response:
+async def speech_to_face(request: Request, engines: Models, guard: Guarded, seed: Seed = None,
+                         size: Size = 48) -> Response:
     """Recognise the emotion of a recording and draw a face showing it. Without `seed`, the seed comes from
     the audio content, so the same recording always gives the same face. `Accept: application/json`
     returns the /emotion fields plus `seed` and `image_png_base64`."""
-    data, result = await recognise(request, engines)
-    seed = seed_from_bytes(data) if seed is None else seed
-    png = await draw(engines, result["emotion"], seed, size)
+    content_seed, result = await recognise(request, engines, guard)
+    seed = content_seed if seed is None else seed
+    png = await draw(engines, guard, result["emotion"], seed, size)
     headers = {"X-Emotion": result["emotion"], "X-Emotion-Confidence": f"{result['confidence']:.6f}", "X-Seed": str(seed)}
     if "application/json" in request.headers.get("accept", ""):
         body = {**result, "seed": seed, "image_png_base64": base64.b64encode(png).decode()}

@@ -173,14 +173,13 @@ def live_server(ser: Path, gen: Path, **overrides):
     """The real app served by uvicorn over real HTTP in a thread; yields (port, base URL)."""
     import threading
 
-    import uvicorn
-
     from service.config import Settings
     from service.main import create_app
+    from service.server import make_server
 
     port = free_port()
     settings = Settings(ser_weights=ser, generator_weights=gen, port=port, _env_file=None, **overrides)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    server = make_server(create_app(settings), settings, log_level="warning")
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"

@@ -1,13 +1,15 @@
-"""The micro-batcher on its own: a batch that fails, or answers with the wrong count, fails
-every request in it at once and leaves the batcher serving the next."""
+"""The micro-batcher on its own: each item succeeds or fails alone (a batch that raises, or
+answers with the wrong count, is run again item by item), the queue is bounded, and work whose
+request is gone or late is never started."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
-from service.inference import MicroBatcher
+from service.inference import DeadlineExceeded, MicroBatcher, Overloaded
 
 
 def _run(fn, batches: list[list[int]]) -> list[list[object]]:
@@ -34,26 +36,77 @@ def test_requests_are_batched_and_answered_in_order():
     assert res == [10, 20, 30] and seen == [3]
 
 
-def test_a_wrong_result_count_fails_the_batch_instead_of_hanging():
-    calls = {"n": 0}
+def test_a_wrong_result_count_is_retried_item_by_item_instead_of_hanging():
+    calls: list[int] = []
 
     def fn(xs):
-        calls["n"] += 1
-        return xs[:-1] if calls["n"] == 1 else xs  # the first batch loses one result
+        calls.append(len(xs))
+        return xs[:-1] if len(calls) == 1 else xs  # the first batch loses one result
 
     first, second = _run(fn, [[1, 2, 3], [4]])
-    assert all(isinstance(r, ValueError) for r in first), first  # none hangs, none gets a neighbour's result
-    assert second == [4], "the batcher must keep serving after a bad batch"
+    assert first == [1, 2, 3], first  # none hangs, none gets a neighbour's result
+    assert calls[:4] == [3, 1, 1, 1] and second == [4]
 
 
-def test_an_exception_fails_its_batch_and_the_next_one_is_served():
+def test_an_item_that_raises_fails_alone_and_its_neighbours_are_answered():
     def fn(xs):
         if 0 in xs:
             raise ZeroDivisionError("boom")
+        return [10 * x for x in xs]
+
+    first, second = _run(fn, [[1, 0, 2], [3]])
+    assert first[0] == 10 and first[2] == 20 and isinstance(first[1], ZeroDivisionError), first
+    assert second == [30], "the batcher must keep serving after a bad batch"
+
+
+def test_an_exception_as_a_result_fails_only_its_item():
+    (res,) = _run(lambda xs: [ValueError("nan") if x < 0 else x for x in xs], [[1, -1, 2]])
+    assert res[0] == 1 and res[2] == 2 and isinstance(res[1], ValueError)
+
+
+def test_a_full_queue_refuses_at_once():
+    async def main():
+        b = MicroBatcher(lambda xs: xs, name="t", max_batch=1, max_wait_s=0, max_queue=2)
+        b.start()  # not yet running a pass: the loop below fills the queue before it wakes
+        try:
+            first = [asyncio.ensure_future(b.submit(i)) for i in range(2)]
+            await asyncio.sleep(0)
+            with pytest.raises(Overloaded, match="queue is full"):
+                await b.submit(99)
+            return await asyncio.gather(*first)
+        finally:
+            await b.stop()
+
+    assert asyncio.run(main()) == [0, 1]
+
+
+def test_cancelled_and_late_items_never_run():
+    ran: list[int] = []
+
+    def slow(xs):
+        ran.extend(xs)
+        time.sleep(0.3)
         return xs
 
-    first, second = _run(fn, [[0, 1], [2]])
-    assert all(isinstance(r, ZeroDivisionError) for r in first) and second == [2]
+    async def main():
+        b = MicroBatcher(slow, name="t", max_batch=1, max_wait_s=0, timeout_s=0.1)
+        b.start()
+        try:
+            first = asyncio.ensure_future(b.submit(1))  # runs for 0.3 s
+            await asyncio.sleep(0.05)
+            gone = asyncio.ensure_future(b.submit(2))
+            late = asyncio.ensure_future(b.submit(3))
+            await asyncio.sleep(0.01)
+            gone.cancel()  # its client left while it was queued
+            assert await first == 1
+            with pytest.raises(DeadlineExceeded):
+                await late  # waited 0.25 s > 0.1 s behind the first
+            assert await b.submit(4) == 4  # and the batcher still serves
+        finally:
+            await b.stop()
+
+    asyncio.run(main())
+    assert ran == [1, 4], ran
 
 
 @pytest.mark.parametrize("max_batch", [1, 2])

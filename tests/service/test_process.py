@@ -1,5 +1,6 @@
 """The service as a process: bad weight files stop start-up with a clear message and a non-zero
-exit; SIGTERM under load lets every in-flight request finish, then refuses new connections."""
+exit; on SIGTERM in-flight requests finish within the drain, what cannot finish gets a
+problem+json 503 (never uvicorn's plain-text 500), and the process exits within compose's grace."""
 
 from __future__ import annotations
 
@@ -41,8 +42,8 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path):
         wait_http_ready(base, proc)
         statuses: list[int] = []
 
-        def slow(seed: int) -> None:  # a 16-face grid at 1024 px takes a good fraction of a second
-            r = httpx.get(base + "/generate", params={"emotion": "sad", "seed": seed, "count": 16, "size": 1024},
+        def slow(seed: int) -> None:  # a 16-face grid at 512 px takes a good fraction of a second
+            r = httpx.get(base + "/generate", params={"emotion": "sad", "seed": seed, "count": 16, "size": 512},
                           timeout=60)
             statuses.append(r.status_code)
 
@@ -59,6 +60,57 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path):
         assert "Finished server process" in proc.stdout.read()
         with pytest.raises(httpx.TransportError):  # new connections are refused once it has stopped
             httpx.get(base + "/health", timeout=2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_sigterm_with_50_slow_requests_answers_each_and_exits_within_the_grace(tmp_path):
+    """25 grids of 16 faces at 512 px and 25 22 MB uploads trickled in, all in flight at SIGTERM (budgets opened so
+    that none is refused up front): each gets a 200 or a problem+json 503, never uvicorn's
+    plain-text 500, and the process is gone within compose's 10 s grace."""
+    proc, port = _start(tmp_path, EMOFACE_SER_WEIGHTS=str(SHIPPED_SER), EMOFACE_GENERATOR_WEIGHTS=str(SHIPPED_GENERATOR),
+                        EMOFACE_MAX_QUEUE_FACES="100000", EMOFACE_MAX_QUEUE_CLIPS="1000", EMOFACE_DRAIN_S="5")
+    base = f"http://127.0.0.1:{port}"
+    answers: list[tuple[int, str]] = []
+    errors: list[str] = []
+    try:
+        wait_http_ready(base, proc)
+
+        def grid(seed: int) -> None:
+            r = httpx.get(base + "/generate", params={"emotion": "sad", "seed": seed, "count": 16, "size": 512},
+                          timeout=60)
+            answers.append((r.status_code, r.headers.get("content-type", "")))
+
+        def upload() -> None:
+            def body():
+                for _ in range(88):  # 22 MB in 256 KB pieces, 0.1 s apart: about 9 s
+                    yield b"\0" * (256 << 10)
+                    time.sleep(0.1)
+            try:
+                r = httpx.post(base + "/emotion", content=body(), headers={"Content-Type": "audio/wav"}, timeout=60)
+                answers.append((r.status_code, r.headers.get("content-type", "")))
+            except httpx.TransportError as exc:  # the server answered 503 and closed while we still sent
+                errors.append(type(exc).__name__)
+
+        workers = [threading.Thread(target=grid, args=(i,)) for i in range(25)]
+        workers += [threading.Thread(target=upload) for _ in range(25)]
+        for w in workers:
+            w.start()
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) in (0, -signal.SIGTERM)
+        exited = time.monotonic() - t0
+        for w in workers:
+            w.join(30)
+        out = proc.stdout.read()
+        assert exited < 10, f"exit took {exited:.1f} s"
+        assert len(answers) + len(errors) == 50
+        assert all(status in (200, 503) for status, _ in answers), answers
+        assert all(ctype == "application/problem+json" for status, ctype in answers if status == 503), answers
+        assert any(status == 200 for status, _ in answers), (answers, errors, exited)
+        assert "Cancel" not in out and "Exception in ASGI application" not in out, out[-3000:]
     finally:
         if proc.poll() is None:
             proc.kill()

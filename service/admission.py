@@ -1,0 +1,134 @@
+"""Admission control and request lifetimes: what a request may cost, and when its work stops.
+
+Plain asyncio, no FastAPI. Three rules:
+
+- **Budgets.** Each model admits work up to a cost (:class:`Budget`); a request beyond it is
+  refused at once with :class:`~service.inference.Overloaded` (503 with ``Retry-After``), before
+  it reads its body or costs anything.
+- **Clients that leave.** Once a request's body is read, :class:`Guard` watches its connection;
+  when the client disconnects, the work it is waiting for is cancelled (a queued item is dropped
+  before it runs) and the request ends as :class:`ClientGone`.
+- **Drain.** On SIGTERM (:class:`Drain`) no new work is admitted, and in-flight requests may
+  finish for ``drain_s``; whatever is still waiting then ends as :class:`ShuttingDown` (503),
+  so every client gets an answer before the server's own grace period runs out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+from service.inference import Overloaded
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def _settle(future: asyncio.Future) -> None:
+    """Retrieve an abandoned future's outcome, so asyncio does not report it as never retrieved."""
+    if not future.cancelled():
+        future.exception()
+
+
+class ClientGone(Exception):
+    """The client disconnected before its answer was ready: its work was dropped."""
+
+
+class ShuttingDown(Exception):
+    """The service is stopping and this request could not finish within the drain period."""
+
+
+class Drain:
+    """Set once, on SIGTERM: ``draining`` at once, ``expired`` after the drain period."""
+
+    def __init__(self) -> None:
+        self.draining = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.expired: asyncio.Future[None] | None = None  # created on the serving loop by bind()
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.expired = loop.create_future()  # one future every request's Guard waits on
+
+    def begin(self, grace_s: float) -> None:
+        """Start draining; safe to call from a signal handler or another thread."""
+        if self._loop is None or self.draining:
+            return
+        self._loop.call_soon_threadsafe(self._begin, grace_s)
+
+    def _begin(self, grace_s: float) -> None:
+        if self.draining:
+            return
+        self.draining = True
+        log.info("draining: in-flight requests have %.1f s to finish", grace_s)
+        assert self._loop is not None
+        self._loop.call_later(grace_s, self._expire)
+
+    def _expire(self) -> None:
+        if self.expired is not None and not self.expired.done():
+            self.expired.set_result(None)
+
+
+class Budget:
+    """At most ``capacity`` cost units of one model's work admitted at once (decoding,
+    queued, running or encoding). A request that would exceed it is refused at once."""
+
+    def __init__(self, name: str, capacity: float) -> None:
+        self.name, self.capacity, self.used = name, capacity, 0.0
+
+    @contextmanager
+    def admit(self, cost: float, drain: Drain | None = None) -> Iterator[None]:
+        if drain is not None and drain.draining:
+            raise ShuttingDown("the service is shutting down")
+        if self.used > 0 and self.used + cost > self.capacity:  # one request alone is always admitted
+            raise Overloaded(f"the {self.name} model is at capacity ({self.capacity:g} units of work in flight)")
+        self.used += cost
+        try:
+            yield
+        finally:
+            self.used -= cost
+
+
+class Guard:
+    """Runs one request's awaits so that they end when its client leaves or the drain expires."""
+
+    def __init__(self, receive: Callable[[], Awaitable[dict]], drain: Drain) -> None:
+        self._receive, self._drain = receive, drain
+        self._gone: asyncio.Task[None] | None = None
+
+    def watch_disconnect(self) -> None:
+        """Start watching the connection; call once the body has been read (the watcher reads
+        the connection's remaining messages, and after the body that is only the disconnect)."""
+        if self._gone is None:
+            self._gone = asyncio.ensure_future(self._wait_disconnect())
+
+    async def _wait_disconnect(self) -> None:
+        try:
+            while (await self._receive())["type"] != "http.disconnect":
+                pass
+        except Exception:  # the connection is unusable: as good as gone
+            return
+
+    async def run(self, work: Awaitable[T]) -> T:
+        task = asyncio.ensure_future(work)
+        waiters: set[asyncio.Future] = {task}
+        waiters |= {f for f in (self._drain.expired, self._gone) if f is not None}
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if task.done():
+            return task.result()
+        task.cancel()  # a queued item whose future is cancelled is dropped before it runs
+        task.add_done_callback(_settle)
+        if self._gone is not None and self._gone.done():
+            raise ClientGone("the client disconnected")
+        raise ShuttingDown("the service is shutting down and this request could not finish in time")
+
+    def close(self) -> None:
+        if self._gone is not None:
+            self._gone.cancel()

@@ -1,0 +1,68 @@
+"""The HTTP server around the app: uvicorn, with a bound on request heads and a drain on SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import uvicorn
+from fastapi import FastAPI
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from service.config import Settings
+
+log = logging.getLogger(__name__)
+
+#: uvicorn's own grace on SIGTERM is the app's drain (``EMOFACE_DRAIN_S``) plus this: past it,
+#: uvicorn cancels what still runs and answers a plain-text 500, so the drain, which answers
+#: every request with problem+json, must end first.
+GRACE_MARGIN_S = 2
+#: The most bytes of a request line plus headers. httptools itself has no bound: a 200 MB header
+#: would be buffered, and parsed on the event loop, whole.
+MAX_HEAD_BYTES = 64 * 1024
+_TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/problem+json\r\n"
+              b"connection: close\r\ncontent-length: %d\r\n\r\n%s")
+_BODY = (b'{"type":"https://emoface.dev/problems/headers-too-large","title":"Request header fields too large",'
+         b'"status":431,"detail":"the request line and headers exceed %d bytes"}' % MAX_HEAD_BYTES)
+
+
+class BoundedHeadProtocol(HttpToolsProtocol):
+    """httptools, answering 431 and closing once a request's head passes :data:`MAX_HEAD_BYTES`."""
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        self._head_bytes, self._in_head = 0, True
+        super().connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_head:
+            self._head_bytes += len(data)
+        super().data_received(data)
+        if self._in_head and self._head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
+            log.info("request head over %d bytes from %s: 431", MAX_HEAD_BYTES, self.client)
+            self.transport.write(_TOO_LARGE % (len(_BODY), _BODY))
+            self.transport.close()
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._head_bytes, self._in_head = 0, True  # the next request on this connection
+
+
+class Server(uvicorn.Server):
+    """uvicorn, telling the app when SIGTERM (or SIGINT) arrives so that it can drain: refuse new
+    work, let in-flight requests finish for ``drain_s``, then answer what is left with 503."""
+
+    def handle_exit(self, sig, frame) -> None:
+        app = self.config.app
+        app.state.drain.begin(app.state.settings.drain_s)
+        super().handle_exit(sig, frame)
+
+
+def make_server(app: FastAPI, settings: Settings, **overrides) -> Server:
+    options = {"host": settings.host, "port": settings.port, "log_level": settings.log_level.lower(),
+               "access_log": False, "timeout_graceful_shutdown": math.ceil(settings.drain_s) + GRACE_MARGIN_S, "lifespan": "on",
+               "http": BoundedHeadProtocol, **overrides}
+    return Server(uvicorn.Config(app, **options))
