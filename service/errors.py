@@ -75,6 +75,13 @@ def problem_response(status: int, slug: str, title: str, detail: str, instance: 
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+def overloaded_response(reason: str, path: str) -> JSONResponse:
+    """503 at capacity. The connection stays open: under a flood, closing it made every client
+    reconnect, and the queue of connections to accept then held up everyone, /health included."""
+    return problem_response(503, "overloaded", "Service at capacity", f"{reason}; retry shortly", path,
+                            {"Retry-After": "1"})
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every error into problem+json."""
 
@@ -106,8 +113,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Overloaded)
     async def _overloaded(request: Request, exc: Overloaded) -> JSONResponse:
-        return problem_response(503, "overloaded", "Service at capacity", f"{exc}; retry shortly",
-                                request.url.path, {"Retry-After": "1"})
+        return overloaded_response(str(exc), request.url.path)
 
     @app.exception_handler(DeadlineExceeded)
     async def _late(request: Request, exc: DeadlineExceeded) -> JSONResponse:

@@ -19,7 +19,7 @@ from service.admission import Drain
 from service.config import STATIC_DIR, Settings
 from service.engines import load_engines, warm_up
 from service.metrics import Metrics
-from service.middleware import AccessMiddleware, BodyLimitMiddleware, route_paths
+from service.middleware import AccessMiddleware, BodyLimitMiddleware, ShedMiddleware, route_paths
 from service.routes import router
 
 log = logging.getLogger("service")
@@ -90,6 +90,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["*"], expose_headers=["X-Emotion", "X-Emotion-Confidence", "X-Seed"])
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
+
+    def budget(name: str):
+        return lambda: None if app.state.engines is None else getattr(app.state.engines, name)
+
+    app.add_middleware(ShedMiddleware, budgets={"/emotion": budget("clips"), "/speech-to-face": budget("clips"),
+                                                "/generate": budget("face_work")})
     app.add_middleware(AccessMiddleware, metrics=metrics, routes=route_paths(app),
                        logger=logging.getLogger("service.access"))
     return app

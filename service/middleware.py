@@ -6,6 +6,8 @@ import asyncio
 import logging
 import time
 
+from collections.abc import Callable
+
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -71,6 +73,25 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, limited, send)
+
+
+class ShedMiddleware:
+    """Refuses a model route's request at once, before FastAPI's routing, dependencies or body,
+    while that model's budget is already full: under a flood the refusals must cost next to
+    nothing, or they starve the requests being served and /health. The route's own admission
+    (:class:`service.admission.Budget`) stays the rule; this is its cheap early form."""
+
+    def __init__(self, app: ASGIApp, budgets: dict[str, Callable[[], object]]) -> None:
+        self.app, self.budgets = app, budgets
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (get := self.budgets.get(scope["path"])) is not None:
+            budget = get()
+            if budget is not None and budget.used >= budget.capacity:
+                await errors.overloaded_response(f"the {budget.name} model is at capacity", scope["path"])(
+                    scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class AccessMiddleware:

@@ -121,6 +121,23 @@ def test_service_benchmark_command(tmp_path):
     assert result["table"]["/emotion"][0]["rps"] > 0 and result["table"]["/emotion"][0]["errors"] == 0
 
 
+@pytest.mark.slow
+def test_abuse_benchmark_command(tmp_path):
+    """The README's line, shortened by flags (a 3 s flood, 4 big uploads at once)."""
+    (line,) = commands("python tests/perf/bench_abuse.py")
+    if shutil.which("wrk") is None:
+        if os.environ.get("CI"):
+            pytest.fail("wrk is not installed: .ci/run installs it")
+        pytest.skip("wrk not installed (apt-get install -y wrk)")
+    run = line.replace("--out tests/perf/results", f"--out {tmp_path}") + f" --cache {tmp_path / 'bombs'}"
+    out = subprocess.run(["bash", "-c", run + " --flood-s 3 --uploads 4"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads((tmp_path / "abuse.json").read_text())
+    assert result["bombs"]["single"]["wav-float-peak-1e19"]["status"] == 422
+    assert result["abandon"]["next_status"] == 200
+
+
 def _numbers(value) -> list[float]:
     if isinstance(value, dict):
         return [n for v in value.values() for n in _numbers(v)]
@@ -132,7 +149,7 @@ def _numbers(value) -> list[float]:
 def test_performance_table_matches_the_results_files():
     section = README.split("## Performance")[1].split("\n## ")[0]
     results = [json.loads((ROOT / "tests" / "perf" / "results" / name).read_text())
-               for name in ("models.json", "service.json")]
+               for name in ("models.json", "service.json", "abuse.json")]
     measured = [n for r in results for n in _numbers(r)]
     figures = re.findall(r"^\| [^|]+ \| ([0-9.]+) \|$", section, flags=re.M)
     assert len(figures) >= 5

@@ -1,0 +1,274 @@
+"""Abuse benchmark: decode bombs, abandoned heavy requests and a 2000-connection flood against
+the real server (shipped weights) in its own process.
+
+    apt-get install wrk
+    python tests/perf/bench_abuse.py [--out tests/perf/results] [--flood-s 10]
+
+Prints (and writes as JSON and Markdown under --out):
+  * decode bombs: for each hostile upload, its size, the answer, and the server's peak resident
+    memory above idle while it was handled (the kernel's high-water mark, reset before each one:
+    ``/proc/PID/clear_refs``), one at a time, two bombs at once, and ``--uploads`` valid 22 MB
+    uploads at once;
+  * abandon: 200 clients ask for 16-face grids at 1024 px and leave after 10 s; then how long
+    one normal /speech-to-face request takes;
+  * flood: wrk holds 2000 connections on /speech-to-face for ``--flood-s`` while a probe, on a
+    connection of its own kept alive, measures its own /speech-to-face answers (status, latency)
+    and /health's latency; resident memory before, at the peak and 5 s after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import soundfile as sf
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_service import ROOT, Server, rss_mb  # noqa: E402
+
+
+def peak_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def reset_peak(pid: int) -> None:
+    Path(f"/proc/{pid}/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+
+
+def tone(seconds: float, sr: int, channels: int, peak: float = 0.3, voiced_s: float | None = None) -> np.ndarray:
+    """A wobbling tone on every channel; with ``voiced_s``, only its first seconds, then digital
+    silence (what makes a compressed file tiny and its decoded form huge)."""
+    t = np.arange(int(seconds * sr)) / sr
+    x = (peak * np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t)) / 1.5).astype(np.float32)
+    if voiced_s is not None:
+        x[int(voiced_s * sr):] = 0
+    return np.repeat(x[:, None], channels, axis=1) if channels > 1 else x
+
+
+def encoded(x: np.ndarray, sr: int, fmt: str, subtype: str) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, x, sr, format=fmt, subtype=subtype)
+    return buf.getvalue()
+
+
+def lying_wav(channels: int, sr: int, real_s: float = 0.01) -> bytes:
+    """A 16-bit WAV whose header claims 4 GB of ``channels`` channels, holding ``real_s`` seconds."""
+    head = bytearray(encoded(tone(real_s, sr, channels), sr, "WAV", "PCM_16"))
+    head[4:8] = (2**32 - 8).to_bytes(4, "little")
+    head[40:44] = (2**32 - 48).to_bytes(4, "little")
+    return bytes(head)
+
+
+def bombs(cache: Path) -> dict[str, bytes]:
+    """The hostile uploads, built once (the Vorbis encoder is slow on 255 channels) and cached."""
+    cache.mkdir(parents=True, exist_ok=True)
+    recipes = {
+        "ogg-vorbis-255ch-192k-1.3s": lambda: encoded(tone(1.3, 192_000, 255, voiced_s=0.5), 192_000, "OGG", "VORBIS"),
+        "ogg-vorbis-64ch-192k-5s": lambda: encoded(tone(5, 192_000, 64, voiced_s=1), 192_000, "OGG", "VORBIS"),
+        "flac-8ch-384k-20s": lambda: encoded(tone(20, 384_000, 8, voiced_s=2), 384_000, "FLAC", "PCM_16"),
+        "flac-8ch-384k-59s": lambda: encoded(tone(59, 384_000, 8, voiced_s=2), 384_000, "FLAC", "PCM_16"),
+        "wav-8ch-384k-header-claims-4GB": lambda: lying_wav(8, 384_000),
+        "wav-float-peak-1e19": lambda: encoded(tone(2, 16_000, 1) * 3e19, 16_000, "WAV", "FLOAT"),
+        "wav-pcm16-96k-stereo-59s-22MB": lambda: encoded(tone(59, 96_000, 2), 96_000, "WAV", "PCM_16"),
+    }
+    out = {}
+    for name, make in recipes.items():
+        path = cache / f"{name}.bin"
+        if not path.exists():
+            path.write_bytes(make())
+        out[name] = path.read_bytes()
+    return out
+
+
+def post(base: str, data: bytes, timeout: float = 120) -> httpx.Response:
+    return httpx.post(base + "/emotion", content=data, headers={"Content-Type": "audio/wav"}, timeout=timeout)
+
+
+def measure_bombs(server: Server, cache: Path, uploads: int) -> dict:
+    pid = server.proc.pid
+    out: dict = {"single": {}, "together": {}}
+    for name, data in bombs(cache).items():
+        time.sleep(0.5)
+        idle = rss_mb(pid)
+        reset_peak(pid)
+        t0 = time.perf_counter()
+        r = post(server.base, data)
+        out["single"][name] = {"bytes": len(data), "status": r.status_code,
+                               "problem": r.json().get("type", "").rsplit("/", 1)[-1] if r.status_code >= 400 else None,
+                               "seconds": round(time.perf_counter() - t0, 2),
+                               "idle_mb": round(idle, 1), "peak_over_idle_mb": round(peak_mb(pid) - idle, 1)}
+        print(f"  {name}: {len(data) / 1e6:.2f} MB -> {r.status_code}, peak +{out['single'][name]['peak_over_idle_mb']} MB "
+              f"over idle, {out['single'][name]['seconds']} s", flush=True)
+    every = bombs(cache)
+
+    def together(label: str, uploads: list[bytes]) -> None:
+        time.sleep(0.5)
+        idle = rss_mb(pid)
+        reset_peak(pid)
+        statuses: list[int] = []
+
+        def one(data: bytes) -> None:
+            statuses.append(post(server.base, data, timeout=300).status_code)
+
+        threads = [threading.Thread(target=one, args=(d,)) for d in uploads]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        out["together"][label] = {"uploads": len(uploads), "statuses": {str(s): statuses.count(s) for s in set(statuses)},
+                                  "peak_over_idle_mb": round(peak_mb(pid) - idle, 1)}
+        print(f"  {label}: {out['together'][label]}", flush=True)
+
+    together("two Vorbis 64-channel 192 kHz at once", [every["ogg-vorbis-64ch-192k-5s"]] * 2)
+    together("two FLAC 8-channel 384 kHz at once", [every["flac-8ch-384k-20s"]] * 2)
+    together(f"{uploads} valid 22 MB uploads at once", [every["wav-pcm16-96k-stereo-59s-22MB"]] * uploads)
+    out["worst_single_peak_over_idle_mb"] = max(b["peak_over_idle_mb"] for b in out["single"].values())
+    return out
+
+
+def measure_abandon(server: Server, clip: bytes) -> dict:
+    async def run() -> dict:
+        counts = {"200": 0, "503": 0, "left": 0, "other": 0}
+        async with httpx.AsyncClient(base_url=server.base, timeout=10, limits=httpx.Limits(max_connections=200)) as c:
+            async def one(seed: int) -> None:
+                try:
+                    r = await c.get("/generate", params={"emotion": "sad", "seed": seed, "count": 16, "size": 1024})
+                    counts[str(r.status_code) if r.status_code in (200, 503) else "other"] += 1
+                except httpx.TimeoutException:
+                    counts["left"] += 1
+            await asyncio.gather(*(one(i) for i in range(200)))
+        return counts
+
+    t0 = time.perf_counter()
+    counts = asyncio.run(run())
+    spent = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    r = httpx.post(server.base + "/speech-to-face", content=clip, headers={"Content-Type": "audio/wav"}, timeout=120)
+    after = time.perf_counter() - t1
+    out = {"clients": 200, "answers": counts, "seconds": round(spent, 2), "next_status": r.status_code,
+           "next_request_s": round(after, 3)}
+    print(f"  abandon: {out}", flush=True)
+    return out
+
+
+def measure_flood(server: Server, clip_path: Path, seconds: float, tmp: Path) -> dict:
+    script = tmp / "post.lua"
+    script.write_text(f"""
+local f = io.open("{clip_path}", "rb"); local body = f:read("*a"); f:close()
+wrk.method = "POST"; wrk.body = body; wrk.headers["Content-Type"] = "audio/wav"
+""")
+    pid = server.proc.pid
+    time.sleep(1)
+    before = rss_mb(pid)
+    reset_peak(pid)
+    wrk = subprocess.Popen(["wrk", "-t2", "-c2000", f"-d{round(seconds)}s", "--timeout", "30s", "-s", str(script),
+                            server.base + "/speech-to-face"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    start = time.monotonic()
+    time.sleep(2.0)  # let wrk open its connections; the probe's own connection is opened once, kept alive
+    health, refused, served = [], [], []
+    clip = clip_path.read_bytes()
+    with httpx.Client(base_url=server.base, timeout=30) as probe:
+        probe.get("/health")
+        end = start + seconds - 0.5
+        while time.monotonic() < end:
+            t0 = time.perf_counter()
+            probe.get("/health")
+            health.append(1000 * (time.perf_counter() - t0))
+            t0 = time.perf_counter()
+            r = probe.post("/speech-to-face", content=clip, headers={"Content-Type": "audio/wav"})
+            ms = 1000 * (time.perf_counter() - t0)
+            if r.status_code == 503:
+                assert r.headers.get("retry-after"), "a 503 without Retry-After"
+                refused.append(ms)
+            elif r.status_code == 200:
+                served.append(ms)
+            time.sleep(0.02)
+    text = wrk.communicate()[0]
+    peak = peak_mb(pid)
+    time.sleep(5)
+    after = rss_mb(pid)
+
+    def pct(values: list[float], q: float) -> float | None:
+        return round(float(np.percentile(values, q)), 1) if values else None
+
+    non2xx = next((int(line.split()[-1]) for line in text.splitlines() if "Non-2xx" in line), 0)
+    total = next((int(line.split()[0]) for line in text.splitlines() if "requests in" in line), 0)
+    out = {"connections": 2000, "seconds": seconds, "wrk_requests": total, "wrk_non_2xx": non2xx,
+           "probe_503": len(refused), "probe_503_p50_ms": pct(refused, 50), "probe_503_p99_ms": pct(refused, 99),
+           "probe_200": len(served), "probe_200_p50_ms": pct(served, 50),
+           "health_requests": len(health), "health_p50_ms": pct(health, 50), "health_p99_ms": pct(health, 99),
+           "rss_before_mb": round(before, 1), "rss_peak_mb": round(peak, 1), "rss_5s_after_mb": round(after, 1),
+           "rss_after_vs_before_pct": round(100 * (after / before - 1), 1)}
+    print(f"  flood: {out}", flush=True)
+    return out
+
+
+def markdown(r: dict) -> str:
+    lines = ["| upload | size | answer | peak RSS over idle |", "|---|---|---|---|"]
+    for name, b in r["bombs"]["single"].items():
+        answer = f"{b['status']} {b['problem'] or ''}".strip()
+        lines.append(f"| {name} | {b['bytes'] / 1e6:.2f} MB | {answer} | {b['peak_over_idle_mb']} MB |")
+    for label, t in r["bombs"]["together"].items():
+        answers = ", ".join(f"{n}x {s}" for s, n in sorted(t["statuses"].items()))
+        lines.append(f"| {label} | | {answers} | {t['peak_over_idle_mb']} MB |")
+    a, f = r["abandon"], r["flood"]
+    lines += ["", f"Abandon: 200 clients asked for 16-face 1024 px grids (answers {a['answers']}); the next "
+                  f"/speech-to-face took {1000 * a['next_request_s']:.0f} ms ({a['next_status']}).", "",
+              f"Flood: {f['connections']} connections for {f['seconds']:g} s ({f['wrk_requests']} requests, "
+              f"{f['wrk_non_2xx']} refused). The probe's refused requests: 503 in p50 {f['probe_503_p50_ms']} ms, "
+              f"p99 {f['probe_503_p99_ms']} ms ({f['probe_503']} of them; {f['probe_200']} served). /health p50 "
+              f"{f['health_p50_ms']} ms, p99 {f['health_p99_ms']} ms. RSS {f['rss_before_mb']} MB before, "
+              f"{f['rss_peak_mb']} MB at the peak, {f['rss_5s_after_mb']} MB 5 s after "
+              f"({f['rss_after_vs_before_pct']:+.1f}%)."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default=str(ROOT / "tests" / "perf" / "results"))
+    p.add_argument("--cache", default=str(ROOT / "runs" / "bombs"), help="where the built bombs are kept")
+    p.add_argument("--flood-s", type=float, default=10.0, help="seconds of the 2000-connection flood")
+    p.add_argument("--uploads", type=int, default=100, help="valid 22 MB uploads sent at once")
+    args = p.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk not found: apt-get install wrk")
+    tmp = Path(tempfile.mkdtemp())
+    clip_path = tmp / "clip.wav"
+    from ml import audio
+    x = np.resize(audio.decode(sorted((ROOT / "tests" / "fixtures" / "audio").glob("*.flac"))[4]).samples, 4 * 16_000)
+    clip_path.write_bytes(encoded(x, 16_000, "WAV", "PCM_16"))
+    result: dict = {}
+    server = Server()
+    try:
+        print("decode bombs:", flush=True)
+        result["bombs"] = measure_bombs(server, Path(args.cache), args.uploads)
+        print("abandoned requests:", flush=True)
+        result["abandon"] = measure_abandon(server, clip_path.read_bytes())
+        print("flood:", flush=True)
+        result["flood"] = measure_flood(server, clip_path, args.flood_s, tmp)
+    finally:
+        server.stop() if server.proc.poll() is None else None
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "abuse.json").write_text(json.dumps(result, indent=1))
+    (out / "abuse.md").write_text(markdown(result))
+    print(markdown(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
