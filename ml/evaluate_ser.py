@@ -20,6 +20,7 @@ import argparse
 import json
 import logging
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -160,6 +161,29 @@ def head_split(clips: list[speech.SpeechClip], X: np.ndarray, views: np.ndarray,
     return head_answers(head, X[test]), head
 
 
+def nested_criterion(clips: list[speech.SpeechClip], X: np.ndarray, views: np.ndarray, config: SERHeadConfig,
+                     args: argparse.Namespace) -> dict:
+    """The criterion head settings are chosen by, which never sees a held-out corpus: for each
+    corpus held out, leave-one-corpus-out among the other four only (train on three, score the
+    fourth), averaged; then the mean over the five held-out corpora."""
+    y = np.array([c.label for c in clips])
+    corpus = np.array([c.corpus for c in clips])
+    classes = speech.corpus_classes(clips)
+    inner: dict[str, dict[str, float]] = {}
+    for held in speech.CORPORA:
+        inner[held] = {}
+        for probe in speech.CORPORA:
+            if probe == held:
+                continue
+            train = np.flatnonzero((corpus != held) & (corpus != probe))
+            test = np.flatnonzero(corpus == probe)
+            inner[held][probe] = corpus_scores(y[test], head_split(clips, X, views, train, test, config, args)[0],
+                                               classes[probe])["ua"]
+        log.info("nested, %s held out: inner mean %.4f", held, np.mean(list(inner[held].values())))
+    means = {held: float(np.mean(list(v.values()))) for held, v in inner.items()}
+    return {"inner": inner, "inner_means": means, "nested_mean": float(np.mean(list(means.values())))}
+
+
 def evaluate_head(args: argparse.Namespace) -> dict:
     """Leave-one-corpus-out over the five corpora, and RAVDESS's six folds with the other
     corpora in training, for the frozen-encoder recipe (``ml.train_ser --recipe whisper``)."""
@@ -171,12 +195,19 @@ def evaluate_head(args: argparse.Namespace) -> dict:
     embedder = SpeechEmbedder(args.encoder)
     X = cached_embeddings([c.path for c in clips], embedder, Path(args.cache))
     views = cached_embeddings([c.path for c in clips], embedder, Path(args.cache), perturbation="train_view")
-    config = SERHeadConfig(encoder=args.encoder, layers=X.shape[1], width=X.shape[3])
+    config = SERHeadConfig(encoder=args.encoder, layers=X.shape[1], width=X.shape[3], hidden=args.hidden)
+    if args.nested:
+        result = {"config": asdict(config), "steps": args.steps, "seed": args.seed, "dry_run": args.dry_run,
+                  **nested_criterion(clips, X, views, config, args)}
+        (out / "nested.json").write_text(json.dumps(result, indent=1))
+        print(f"nested criterion: {100 * result['nested_mean']:.2f} "
+              + " ".join(f"{k} {100 * v:.1f}" for k, v in result["inner_means"].items()))
+        return result
     y = np.array([c.label for c in clips])
     classes = speech.corpus_classes(clips)
     summary: dict = {"encoder": args.encoder, "front_end": embedder.key, "steps": args.steps, "seed": args.seed,
-                     "dry_run": args.dry_run, "clips": len(clips), "fingerprint": speech.fingerprint(clips),
-                     "loco": {}, "ravdess_folds": []}
+                     "hidden": args.hidden, "dry_run": args.dry_run, "clips": len(clips),
+                     "fingerprint": speech.fingerprint(clips), "loco": {}, "ravdess_folds": []}
     for held in speech.CORPORA:
         train, test = speech.leave_one_corpus_out(clips, held)
         assert not {clips[i].speaker for i in train} & {clips[i].speaker for i in test}
@@ -253,6 +284,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--encoder", default="whisper-tiny-en", help="recipe whisper: the frozen encoder (ml.pretrained)")
     p.add_argument("--cache", default="runs/ser_cache", help="recipe whisper: where the encoder's features are kept")
     p.add_argument("--steps", type=int, default=1000, help="recipe whisper: head training steps")
+    p.add_argument("--hidden", type=int, default=0, help="recipe whisper: width of the head's hidden layer (0: linear)")
+    p.add_argument("--nested", action="store_true",
+                   help="recipe whisper: only the nested criterion that head settings are chosen by (nested.json)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--folds", default="1,2,3,4,5,6")
     p.add_argument("--epochs", type=int, default=90)

@@ -112,11 +112,11 @@ def fit_head(features: np.ndarray, labels: np.ndarray, weights: np.ndarray, conf
     x = (x - model.mean) / model.std
     p = torch.as_tensor(weights, dtype=torch.float64)
     mask = None if allowed is None else torch.as_tensor(allowed, dtype=torch.bool)
-    opt = torch.optim.AdamW(model.fc.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     model.train()
     for _ in range(1 if dry_run else steps):
         idx = torch.multinomial(p, min(batch_size, len(p)), replacement=True, generator=g)
-        logits = model.fc(model.dropout(x[idx]))
+        logits = model.classify(x[idx])
         if mask is not None:
             logits = logits.masked_fill(~mask[idx], float("-inf"))
         loss = F.cross_entropy(logits, y[idx])
@@ -158,6 +158,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--encoder", default="whisper-tiny-en", help="recipe whisper: the frozen encoder (ml.pretrained)")
     p.add_argument("--cache", default="runs/ser_cache", help="recipe whisper: where the encoder's features are kept")
     p.add_argument("--steps", type=int, default=1000, help="recipe whisper: head training steps")
+    p.add_argument("--hidden", type=int, default=0, help="recipe whisper: width of the head's hidden layer (0: linear)")
     p.add_argument("--holdout-fold", type=int, default=0, help="1-6: leave RAVDESS fold out and evaluate on it")
     p.add_argument("--epochs", type=int, default=90, help="recipe cnn")
     p.add_argument("--batch-size", type=int, default=32, help="recipe cnn")
@@ -190,7 +191,7 @@ def train_head(args: argparse.Namespace) -> dict:
     features = cached_embeddings(paths, embedder, Path(args.cache))
     X = features[~held]
     views = cached_embeddings(paths, embedder, Path(args.cache), perturbation="train_view")[~held]
-    config = SERHeadConfig(encoder=args.encoder, layers=X.shape[1], width=X.shape[3])
+    config = SERHeadConfig(encoder=args.encoder, layers=X.shape[1], width=X.shape[3], hidden=args.hidden)
     seed = args.seeds[0]
     labels, weights = np.array([c.label for c in train]), speech.balanced_weights(train)
     # every clip twice: as recorded, and as one random training view (speed, telephone band, noise, gain)

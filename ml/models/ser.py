@@ -182,6 +182,8 @@ class SERHeadConfig:
     layers: int = 5  # hidden states pooled: the encoder's input to its first block, then each block
     width: int = 384
     dropout: float = 0.2
+    hidden: int = 0  # 0: a linear head; else one hidden layer of this width (GELU)
+    hidden_dropout: float = 0.3
     n_classes: int = 8
 
     @property
@@ -203,11 +205,16 @@ class SERHead(nn.Module):
         self.register_buffer("mean", torch.zeros(config.n_features))
         self.register_buffer("std", torch.ones(config.n_features))
         self.dropout = nn.Dropout(config.dropout)
-        self.fc = nn.Linear(config.n_features, config.n_classes)
+        self.body = (nn.Sequential(nn.Linear(config.n_features, config.hidden), nn.GELU(), nn.Dropout(config.hidden_dropout))
+                     if config.hidden else nn.Identity())
+        self.fc = nn.Linear(config.hidden or config.n_features, config.n_classes)
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, F) standardised features -> (B, n_classes) logits."""
+        return self.fc(self.body(self.dropout(x)))
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         c = self.config
         assert pooled.shape[1:] == (c.layers, 2, c.width), \
             f"expected (B, {c.layers}, 2, {c.width}) pooled statistics, got {tuple(pooled.shape)}"
-        x = (pooled.flatten(1).float() - self.mean) / self.std  # (B, F)
-        return self.fc(self.dropout(x))
+        return self.classify((pooled.flatten(1).float() - self.mean) / self.std)

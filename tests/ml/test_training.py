@@ -225,6 +225,31 @@ def test_ser_loco_dry_run_scores_every_corpus_on_its_own_classes(tmp_path):
     assert saved["loco_mean_ua"] == summary["loco_mean_ua"] and "| **mean** |" in (tmp_path / "eval" / "eval.md").read_text()
 
 
+@pytest.mark.data
+def test_ser_nested_criterion_never_trains_on_the_corpus_it_leaves_out(tmp_path, monkeypatch):
+    """--nested, with a hidden layer: 20 inner splits, none training on the held-out corpus or
+    the probed one."""
+    from ml import evaluate_ser
+    from ml.data import speech
+
+    seen: list[tuple[set, set]] = []
+    real = evaluate_ser.head_split
+
+    def spy(clips, X, views, train, test, config, args):
+        seen.append(({clips[i].corpus for i in train}, {clips[i].corpus for i in test}))
+        assert config.hidden == 16
+        return real(clips, X, views, train, test, config, args)
+
+    monkeypatch.setattr(evaluate_ser, "head_split", spy)
+    result = evaluate_ser.main(["--data", str(DATA), "--out", str(tmp_path / "n"), "--cache", str(tmp_path / "c"),
+                                "--dry-run", "--nested", "--hidden", "16"])
+    assert len(seen) == 20 and all(len(train) == 3 and len(test) == 1 and not train & test for train, test in seen)
+    assert set(result["inner_means"]) == set(speech.CORPORA) and 0 <= result["nested_mean"] <= 1
+    for held, probes in result["inner"].items():
+        assert held not in probes and len(probes) == 4
+    assert json.loads((tmp_path / "n" / "nested.json").read_text())["nested_mean"] == result["nested_mean"]
+
+
 def test_ser_seed_list_is_checked():
     with pytest.raises(SystemExit):
         train_ser.parse_args(["--data", "x", "--out", "y", "--seeds", "0,0"])
