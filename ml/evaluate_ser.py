@@ -155,7 +155,7 @@ def head_split(clips: list[speech.SpeechClip], X: np.ndarray, views: np.ndarray,
     """Train a head on ``train`` (balanced over its corpora and classes), each clip heard clean and
     as its training view (``views``); its 8-way answers on the clean ``test`` clips, and it."""
     y = np.array([c.label for c in clips])
-    w = speech.balanced_weights([clips[i] for i in train])
+    w = speech.balanced_weights([clips[i] for i in train], by=args.weighting)
     head = fit_head(np.concatenate([X[train], views[train]]), np.concatenate([y[train], y[train]]),
                     np.concatenate([w, w]), config, steps=args.steps, seed=args.seed, dry_run=args.dry_run)
     return head_answers(head, X[test]), head
@@ -197,7 +197,8 @@ def evaluate_head(args: argparse.Namespace) -> dict:
     views = cached_embeddings([c.path for c in clips], embedder, Path(args.cache), perturbation="train_view")
     config = SERHeadConfig(encoder=args.encoder, layers=X.shape[1], width=X.shape[3], hidden=args.hidden)
     if args.nested:
-        result = {"config": asdict(config), "steps": args.steps, "seed": args.seed, "dry_run": args.dry_run,
+        result = {"config": asdict(config), "steps": args.steps, "weighting": args.weighting, "seed": args.seed,
+                  "dry_run": args.dry_run,
                   **nested_criterion(clips, X, views, config, args)}
         (out / "nested.json").write_text(json.dumps(result, indent=1))
         print(f"nested criterion: {100 * result['nested_mean']:.2f} "
@@ -206,7 +207,7 @@ def evaluate_head(args: argparse.Namespace) -> dict:
     y = np.array([c.label for c in clips])
     classes = speech.corpus_classes(clips)
     summary: dict = {"encoder": args.encoder, "front_end": embedder.key, "steps": args.steps, "seed": args.seed,
-                     "hidden": args.hidden, "dry_run": args.dry_run, "clips": len(clips),
+                     "hidden": args.hidden, "weighting": args.weighting, "dry_run": args.dry_run, "clips": len(clips),
                      "fingerprint": speech.fingerprint(clips), "loco": {}, "ravdess_folds": []}
     for held in speech.CORPORA:
         train, test = speech.leave_one_corpus_out(clips, held)
@@ -284,6 +285,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--encoder", default="whisper-tiny-en", help="recipe whisper: the frozen encoder (ml.pretrained)")
     p.add_argument("--cache", default="runs/ser_cache", help="recipe whisper: where the encoder's features are kept")
     p.add_argument("--steps", type=int, default=1000, help="recipe whisper: head training steps")
+    p.add_argument("--weighting", choices=speech.WEIGHTINGS, default="corpus",
+                   help="recipe whisper: draw every corpus equally often (corpus) or every class (class)")
     p.add_argument("--hidden", type=int, default=0, help="recipe whisper: width of the head's hidden layer (0: linear)")
     p.add_argument("--nested", action="store_true",
                    help="recipe whisper: only the nested criterion that head settings are chosen by (nested.json)")

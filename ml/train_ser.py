@@ -158,6 +158,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--encoder", default="whisper-tiny-en", help="recipe whisper: the frozen encoder (ml.pretrained)")
     p.add_argument("--cache", default="runs/ser_cache", help="recipe whisper: where the encoder's features are kept")
     p.add_argument("--steps", type=int, default=1000, help="recipe whisper: head training steps")
+    p.add_argument("--weighting", choices=speech.WEIGHTINGS, default="corpus",
+                   help="recipe whisper: draw every corpus equally often (corpus) or every class (class)")
     p.add_argument("--hidden", type=int, default=0, help="recipe whisper: width of the head's hidden layer (0: linear)")
     p.add_argument("--holdout-fold", type=int, default=0, help="1-6: leave RAVDESS fold out and evaluate on it")
     p.add_argument("--epochs", type=int, default=90, help="recipe cnn")
@@ -193,12 +195,13 @@ def train_head(args: argparse.Namespace) -> dict:
     views = cached_embeddings(paths, embedder, Path(args.cache), perturbation="train_view")[~held]
     config = SERHeadConfig(encoder=args.encoder, layers=X.shape[1], width=X.shape[3], hidden=args.hidden)
     seed = args.seeds[0]
-    labels, weights = np.array([c.label for c in train]), speech.balanced_weights(train)
+    labels, weights = np.array([c.label for c in train]), speech.balanced_weights(train, by=args.weighting)
     # every clip twice: as recorded, and as one random training view (speed, telephone band, noise, gain)
     model = fit_head(np.concatenate([X, views]), np.concatenate([labels, labels]), np.concatenate([weights, weights]),
                      config, steps=args.steps, seed=seed, dry_run=args.dry_run)
     metrics: dict = {"train_clips": len(train), "train_seconds": round(time.time() - t0, 1),
-                     "recipe": {"recipe": "whisper", "steps": args.steps, "seed": seed, "front_end": embedder.key,
+                     "recipe": {"recipe": "whisper", "steps": args.steps, "weighting": args.weighting, "seed": seed,
+                                "front_end": embedder.key,
                                 "config": asdict(config)}}
     if test:
         y = np.array([c.label for c in test])  # scored on the cached features: the service's numbers

@@ -21,6 +21,8 @@ from ml.data import ravdess
 from ml.labels import EMOTIONS
 
 CORPORA = ("ravdess", "emodb", "ased", "nemo", "turev")
+#: How training draws clips (:func:`balanced_weights`).
+WEIGHTINGS = ("corpus", "class")
 LANGUAGES = {"ravdess": "English", "emodb": "German", "ased": "Amharic", "nemo": "Polish", "turev": "Turkish"}
 
 
@@ -82,15 +84,26 @@ def corpus_classes(clips: list[SpeechClip]) -> dict[str, tuple[int, ...]]:
     return {k: tuple(sorted(v)) for k, v in out.items()}
 
 
-def balanced_weights(clips: list[SpeechClip]) -> np.ndarray:
-    """(N,) sampling weights, mean 1: every corpus weighs the same in total, and within a corpus
-    every class it holds weighs the same, whatever their clip counts."""
+def balanced_weights(clips: list[SpeechClip], *, by: str = "corpus") -> np.ndarray:
+    """(N,) sampling weights, mean 1.
+
+    ``by="corpus"``: every corpus weighs the same in total, and within a corpus every class it
+    holds weighs the same, whatever their clip counts. ``by="class"``: those weights, then
+    rescaled so that every class weighs the same in total across corpora (within a class, its
+    corpora keep their proportions): a class that only one or two corpora hold, such as disgust
+    or surprised, is then drawn as often as one that all hold.
+    """
+    if by not in WEIGHTINGS:
+        raise ValueError(f"by must be one of {WEIGHTINGS}, got {by!r}")
     counts: dict[tuple[str, str], int] = {}
     for c in clips:
         counts[(c.corpus, c.emotion)] = counts.get((c.corpus, c.emotion), 0) + 1
     corpora = {corpus for corpus, _ in counts}
     classes = {corpus: sum(1 for k in counts if k[0] == corpus) for corpus in corpora}
     w = np.array([1.0 / (counts[(c.corpus, c.emotion)] * classes[c.corpus] * len(corpora)) for c in clips])
+    if by == "class":
+        labels = np.array([c.label for c in clips])
+        w = w / np.bincount(labels, weights=w)[labels]
     return w * (len(clips) / w.sum())
 
 

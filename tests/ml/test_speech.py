@@ -35,6 +35,23 @@ def test_balanced_weights_equalise_corpora_and_their_classes():
         w[(corpus == "small") & (emotion == "angry")].sum())
 
 
+def test_class_weighting_equalises_classes_across_corpora_and_keeps_their_proportions():
+    clips = ([_clip("a", "happy")] * 50 + [_clip("a", "sad")] * 50 + [_clip("b", "happy")] * 10
+             + [_clip("b", "disgust")] * 2)
+    w = speech.balanced_weights(clips, by="class")
+    corpus = np.array([c.corpus for c in clips])
+    emotion = np.array([c.emotion for c in clips])
+    assert w.mean() == pytest.approx(1.0)
+    totals = [w[emotion == e].sum() for e in ("happy", "sad", "disgust")]
+    assert totals == pytest.approx([totals[0]] * 3)  # disgust, in one corpus and 2 clips, weighs as happy
+    by_corpus = speech.balanced_weights(clips)
+    happy = emotion == "happy"  # within happy, corpus a and b keep the corpus weighting's proportion
+    ratio = lambda v: v[happy & (corpus == "a")].sum() / v[happy & (corpus == "b")].sum()  # noqa: E731
+    assert ratio(w) == pytest.approx(ratio(by_corpus))
+    with pytest.raises(ValueError, match="by must be"):
+        speech.balanced_weights(clips, by="speaker")
+
+
 def test_sampling_by_the_weights_draws_corpora_evenly():
     clips = [_clip("big", "happy")] * 200 + [_clip("small", "sad")] * 10
     w = torch.as_tensor(speech.balanced_weights(clips))
