@@ -285,8 +285,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--encoder", default="whisper-tiny-en", help="recipe whisper: the frozen encoder (ml.pretrained)")
     p.add_argument("--cache", default="runs/ser_cache", help="recipe whisper: where the encoder's features are kept")
     p.add_argument("--steps", type=int, default=1000, help="recipe whisper: head training steps")
-    p.add_argument("--weighting", choices=speech.WEIGHTINGS, default="corpus",
-                   help="recipe whisper: draw every corpus equally often (corpus) or every class (class)")
+    p.add_argument("--weighting", choices=speech.WEIGHTINGS, default="class",
+                   help="recipe whisper: every class weighs the same across corpora (class, shipped) or "
+                        "every corpus does (corpus)")
     p.add_argument("--hidden", type=int, default=0, help="recipe whisper: width of the head's hidden layer (0: linear)")
     p.add_argument("--nested", action="store_true",
                    help="recipe whisper: only the nested criterion that head settings are chosen by (nested.json)")

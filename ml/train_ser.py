@@ -158,8 +158,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--encoder", default="whisper-tiny-en", help="recipe whisper: the frozen encoder (ml.pretrained)")
     p.add_argument("--cache", default="runs/ser_cache", help="recipe whisper: where the encoder's features are kept")
     p.add_argument("--steps", type=int, default=1000, help="recipe whisper: head training steps")
-    p.add_argument("--weighting", choices=speech.WEIGHTINGS, default="corpus",
-                   help="recipe whisper: draw every corpus equally often (corpus) or every class (class)")
+    p.add_argument("--weighting", choices=speech.WEIGHTINGS, default="class",
+                   help="recipe whisper: every class weighs the same across corpora (class, shipped) or "
+                        "every corpus does (corpus)")
     p.add_argument("--hidden", type=int, default=0, help="recipe whisper: width of the head's hidden layer (0: linear)")
     p.add_argument("--holdout-fold", type=int, default=0, help="1-6: leave RAVDESS fold out and evaluate on it")
     p.add_argument("--epochs", type=int, default=90, help="recipe cnn")
