@@ -182,9 +182,8 @@ wrk.method = "POST"; wrk.body = body; wrk.headers["Content-Type"] = "audio/wav"
     health, refused, served = [], [], []
     clip = clip_path.read_bytes()
     with httpx.Client(base_url=server.base, timeout=30) as probe:
-        probe.get("/health")
         end = start + seconds - 0.5
-        while time.monotonic() < end:
+        while time.monotonic() < end and wrk.poll() is None:
             t0 = time.perf_counter()
             probe.get("/health")
             health.append(1000 * (time.perf_counter() - t0))
