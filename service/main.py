@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import logging
 import sys
@@ -45,6 +46,18 @@ def configure_logging(settings: Settings) -> None:
     root.setLevel(settings.log_level.upper())
 
 
+async def return_freed_memory(every_s: float = 5.0) -> None:
+    """Hand memory that bursts freed back to the OS, every few seconds. glibc keeps freed heap
+    pages mapped: after a 2000-connection flood the process stayed a third larger until this."""
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        return
+    while True:
+        await asyncio.sleep(every_s)
+        await asyncio.to_thread(trim, 0)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = Metrics()
@@ -63,9 +76,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if warm is None:
             engines.ready.set()
         log.info("models loaded in %.3fs", time.perf_counter() - t0)
+        trim = asyncio.create_task(return_freed_memory())
         try:
             yield
         finally:
+            trim.cancel()
             if warm is not None and not warm.done():
                 warm.cancel()
             await engines.ser.stop()

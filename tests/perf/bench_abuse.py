@@ -13,7 +13,7 @@ Prints (and writes as JSON and Markdown under --out):
     one normal /speech-to-face request takes;
   * flood: wrk holds 2000 connections on /speech-to-face for ``--flood-s`` while a probe, on a
     connection of its own kept alive, measures its own /speech-to-face answers (status, latency)
-    and /health's latency; resident memory before, at the peak and 5 s after.
+    and /health's latency; resident memory before, at the peak, 5 s and 15 s after.
 """
 
 from __future__ import annotations
@@ -200,6 +200,8 @@ wrk.method = "POST"; wrk.body = body; wrk.headers["Content-Type"] = "audio/wav"
     peak = peak_mb(pid)
     time.sleep(5)
     after = rss_mb(pid)
+    time.sleep(10)
+    later = rss_mb(pid)
 
     def pct(values: list[float], q: float) -> float | None:
         return round(float(np.percentile(values, q)), 1) if values else None
@@ -211,7 +213,8 @@ wrk.method = "POST"; wrk.body = body; wrk.headers["Content-Type"] = "audio/wav"
            "probe_200": len(served), "probe_200_p50_ms": pct(served, 50),
            "health_requests": len(health), "health_p50_ms": pct(health, 50), "health_p99_ms": pct(health, 99),
            "rss_before_mb": round(before, 1), "rss_peak_mb": round(peak, 1), "rss_5s_after_mb": round(after, 1),
-           "rss_after_vs_before_pct": round(100 * (after / before - 1), 1)}
+           "rss_after_vs_before_pct": round(100 * (after / before - 1), 1), "rss_15s_after_mb": round(later, 1),
+           "rss_15s_after_vs_before_pct": round(100 * (later / before - 1), 1)}
     print(f"  flood: {out}", flush=True)
     return out
 
@@ -232,7 +235,8 @@ def markdown(r: dict) -> str:
               f"p99 {f['probe_503_p99_ms']} ms ({f['probe_503']} of them; {f['probe_200']} served). /health p50 "
               f"{f['health_p50_ms']} ms, p99 {f['health_p99_ms']} ms. RSS {f['rss_before_mb']} MB before, "
               f"{f['rss_peak_mb']} MB at the peak, {f['rss_5s_after_mb']} MB 5 s after "
-              f"({f['rss_after_vs_before_pct']:+.1f}%)."]
+              f"({f['rss_after_vs_before_pct']:+.1f}%), {f['rss_15s_after_mb']} MB 15 s after "
+              f"({f['rss_15s_after_vs_before_pct']:+.1f}%)."]
     return "\n".join(lines) + "\n"
 
 
