@@ -79,6 +79,10 @@ class Budget:
     def __init__(self, name: str, capacity: float) -> None:
         self.name, self.capacity, self.used = name, capacity, 0.0
 
+    @property
+    def full(self) -> bool:
+        return self.used >= self.capacity
+
     @contextmanager
     def admit(self, cost: float, drain: Drain | None = None) -> Iterator[None]:
         if drain is not None and drain.draining:

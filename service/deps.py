@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import secrets
-from typing import Annotated
-
 from collections.abc import AsyncIterator
+from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
@@ -26,7 +25,7 @@ async def engines_of(request: Request) -> Engines:
 
 
 async def check_api_key(request: Request, x_api_key: Annotated[str | None, Header()] = None,
-                  authorization: Annotated[str | None, Header()] = None) -> None:
+                        authorization: Annotated[str | None, Header()] = None) -> None:
     expected = request.app.state.settings.api_key
     if not expected:
         return

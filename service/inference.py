@@ -69,10 +69,6 @@ class MicroBatcher(Generic[T, R]):
                 pass
         self._executor.shutdown(wait=True)
 
-    @property
-    def queued(self) -> int:
-        return self._queue.qsize()
-
     async def submit(self, item: T) -> R:
         if self._queue.qsize() >= self.max_queue:
             raise Overloaded(f"the {self.name} queue is full ({self.max_queue} items)")

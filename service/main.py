@@ -105,12 +105,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["*"], expose_headers=["X-Emotion", "X-Emotion-Confidence", "X-Seed"])
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
-
-    def budget(name: str):
-        return lambda: None if app.state.engines is None else getattr(app.state.engines, name)
-
-    app.add_middleware(ShedMiddleware, budgets={"/emotion": budget("clips"), "/speech-to-face": budget("clips"),
-                                                "/generate": budget("face_work")})
+    app.add_middleware(ShedMiddleware,
+                       budgets={"/emotion": "clips", "/speech-to-face": "clips", "/generate": "face_work"})
     app.add_middleware(AccessMiddleware, metrics=metrics, routes=route_paths(app),
                        logger=logging.getLogger("service.access"))
     return app

@@ -6,8 +6,6 @@ import asyncio
 import logging
 import time
 
-from collections.abc import Callable
-
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -81,13 +79,15 @@ class ShedMiddleware:
     nothing, or they starve the requests being served and /health. The route's own admission
     (:class:`service.admission.Budget`) stays the rule; this is its cheap early form."""
 
-    def __init__(self, app: ASGIApp, budgets: dict[str, Callable[[], object]]) -> None:
-        self.app, self.budgets = app, budgets
+    def __init__(self, app: ASGIApp, budgets: dict[str, str]) -> None:
+        self.app, self.budgets = app, budgets  # route path -> the Engines attribute holding its Budget
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and (get := self.budgets.get(scope["path"])) is not None:
-            budget = get()
-            if budget is not None and budget.used >= budget.capacity:
+        name = self.budgets.get(scope["path"]) if scope["type"] == "http" else None
+        engines = scope["app"].state.engines if name is not None else None
+        if engines is not None:
+            budget = getattr(engines, name)
+            if budget.full:
                 await errors.overloaded_response(f"the {budget.name} model is at capacity", scope["path"])(
                     scope, receive, send)
                 return

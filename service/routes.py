@@ -47,7 +47,8 @@ PROBLEM = {"content": {"application/problem+json": {"schema": {"type": "object"}
 AUDIO_ERRORS = {
     400: {"description": "malformed request", **PROBLEM}, 401: {"description": "API key missing or wrong", **PROBLEM},
     408: {"description": "the body did not arrive in time", **PROBLEM},
-    413: {"description": "body over the size limit, or audio over the decoding budget", **PROBLEM}, 415: {"description": "not decodable audio", **PROBLEM},
+    413: {"description": "body over the size limit, or audio over the decoding budget", **PROBLEM},
+    415: {"description": "not decodable audio", **PROBLEM},
     422: {"description": "invalid parameter, or audio too short, too long, silent", **PROBLEM},
     503: {"description": "models still loading, at capacity, or shutting down (see Retry-After)", **PROBLEM},
 }

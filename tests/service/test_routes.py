@@ -213,3 +213,18 @@ def test_cors(tiny_weights):
     with make_client(*tiny_weights, cors_origins=["https://demo.example"]) as c:
         r = c.options("/generate", headers={"Origin": "https://demo.example", "Access-Control-Request-Method": "GET"})
         assert r.headers["access-control-allow-origin"] == "https://demo.example"
+
+
+@pytest.mark.parametrize("path, budget", [("/generate?emotion=happy", "face_work"), ("/emotion", "clips")])
+def test_a_full_budget_refuses_before_routing(client, path, budget):
+    """While a model's budget is full, its routes answer 503 in front of FastAPI (ShedMiddleware),
+    without reading the body, and serve again once it frees."""
+    b = getattr(client.app.state.engines, budget)
+    b.used = b.capacity
+    try:
+        r = client.post(path, content=b"x") if path == "/emotion" else client.get(path)
+    finally:
+        b.used = 0
+    assert_problem(r, 503, "overloaded", f"the {b.name} model is at capacity; retry shortly")
+    assert r.headers["retry-after"] == "1"
+    assert client.get("/generate?emotion=happy").status_code == 200
