@@ -35,7 +35,7 @@ from ml.metrics import EMOTIONS_7, confusion, corpus_scores, scores, scores_7
 from ml.models.ser import SERHead, SERHeadConfig, SERNet
 from ml.recognize import EmotionRecognizer
 from ml.runtime import setup_cli
-from ml.train_ser import ensemble_of, fit, fit_head, head_answers, parse_seeds
+from ml.train_ser import add_head_args, ensemble_of, fit, fit_head, head_answers, parse_seeds
 
 log = logging.getLogger(__name__)
 
@@ -282,13 +282,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", default="runs/ser_eval")
     p.add_argument("--recipe", choices=("whisper", "cnn"), default="whisper",
                    help="whisper: the shipped frozen-encoder recipe, LOCO + RAVDESS folds; cnn: the log-mel CNN, RAVDESS folds")
-    p.add_argument("--encoder", default="whisper-tiny-en", help="recipe whisper: the frozen encoder (ml.pretrained)")
-    p.add_argument("--cache", default="runs/ser_cache", help="recipe whisper: where the encoder's features are kept")
-    p.add_argument("--steps", type=int, default=1000, help="recipe whisper: head training steps")
-    p.add_argument("--weighting", choices=speech.WEIGHTINGS, default="class",
-                   help="recipe whisper: every class weighs the same across corpora (class, shipped) or "
-                        "every corpus does (corpus)")
-    p.add_argument("--hidden", type=int, default=0, help="recipe whisper: width of the head's hidden layer (0: linear)")
+    add_head_args(p)
     p.add_argument("--nested", action="store_true",
                    help="recipe whisper: only the nested criterion that head settings are chosen by (nested.json)")
     p.add_argument("--seed", type=int, default=0)

@@ -148,13 +148,8 @@ def ensemble_of(members: list[SERNet]) -> SERNet | SEREnsemble:
     return members[0] if len(members) == 1 else SEREnsemble.of(members)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True,
-                   help="the data root holding ravdess/ and speech/ (recipe whisper), or RAVDESS's root (recipe cnn)")
-    p.add_argument("--out", required=True, help="checkpoint path; metrics go to <out>.json beside it")
-    p.add_argument("--recipe", choices=("whisper", "cnn"), default="whisper",
-                   help="whisper (shipped): a head over a frozen Whisper encoder, all five corpora; cnn: the log-mel CNN, RAVDESS")
+def add_head_args(p: argparse.ArgumentParser) -> None:
+    """The frozen-encoder recipe's options, the same for training and evaluating it."""
     p.add_argument("--encoder", default="whisper-tiny-en", help="recipe whisper: the frozen encoder (ml.pretrained)")
     p.add_argument("--cache", default="runs/ser_cache", help="recipe whisper: where the encoder's features are kept")
     p.add_argument("--steps", type=int, default=1000, help="recipe whisper: head training steps")
@@ -162,6 +157,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="recipe whisper: every class weighs the same across corpora (class, shipped) or "
                         "every corpus does (corpus)")
     p.add_argument("--hidden", type=int, default=0, help="recipe whisper: width of the head's hidden layer (0: linear)")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True,
+                   help="the data root holding ravdess/ and speech/ (recipe whisper), or RAVDESS's root (recipe cnn)")
+    p.add_argument("--out", required=True, help="checkpoint path; metrics go to <out>.json beside it")
+    p.add_argument("--recipe", choices=("whisper", "cnn"), default="whisper",
+                   help="whisper (shipped): a head over a frozen Whisper encoder, all five corpora; cnn: the log-mel CNN, RAVDESS")
+    add_head_args(p)
     p.add_argument("--holdout-fold", type=int, default=0, help="1-6: leave RAVDESS fold out and evaluate on it")
     p.add_argument("--epochs", type=int, default=90, help="recipe cnn")
     p.add_argument("--batch-size", type=int, default=32, help="recipe cnn")

@@ -105,14 +105,18 @@ def test_model_benchmark_command(tmp_path):
     assert json.loads((tmp_path / "models.json").read_text())["generator_1_face"]["median_ms"] > 0
 
 
-@pytest.mark.slow
-def test_service_benchmark_command(tmp_path):
-    """The README's line, shortened by flags argparse lets later ones override (1 s rows, one level)."""
-    (line,) = commands("apt-get install -y wrk && ")
+def _require_wrk() -> None:
     if shutil.which("wrk") is None:
         if os.environ.get("CI"):
             pytest.fail("wrk is not installed: .ci/run installs it")
         pytest.skip("wrk not installed (apt-get install -y wrk)")
+
+
+@pytest.mark.slow
+def test_service_benchmark_command(tmp_path):
+    """The README's line, shortened by flags argparse lets later ones override (1 s rows, one level)."""
+    (line,) = commands("apt-get install -y wrk && ")
+    _require_wrk()
     bench = line.split(" && ", 1)[1].replace("--out tests/perf/results", f"--out {tmp_path}")
     out = subprocess.run(["bash", "-c", bench + " --duration 1 --concurrency 32 --soak-requests 200"], cwd=ROOT,
                          capture_output=True, text=True, timeout=600)
@@ -125,10 +129,7 @@ def test_service_benchmark_command(tmp_path):
 def test_abuse_benchmark_command(tmp_path):
     """The README's line, shortened by flags (a 3 s flood, 4 big uploads at once)."""
     (line,) = commands("python tests/perf/bench_abuse.py")
-    if shutil.which("wrk") is None:
-        if os.environ.get("CI"):
-            pytest.fail("wrk is not installed: .ci/run installs it")
-        pytest.skip("wrk not installed (apt-get install -y wrk)")
+    _require_wrk()
     run = line.replace("--out tests/perf/results", f"--out {tmp_path}") + f" --cache {tmp_path / 'bombs'}"
     out = subprocess.run(["bash", "-c", run + " --flood-s 3 --uploads 4"], cwd=ROOT, capture_output=True, text=True,
                          timeout=900)
