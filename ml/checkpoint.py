@@ -9,6 +9,7 @@ A checkpoint is a dict of plain types and tensors, loaded with ``weights_only=Tr
     feature_params  the audio front-end constants (SER models only), checked on load
     data            provenance: dataset name, split, fingerprint
     metrics         what was measured on it (dict)
+    drawing         generators only: how faces are drawn from it (``ml.generate.Drawing`` as a dict)
     state_dict      weights of the unwrapped module
     training_state  optional: optimizer/EMA/step state for resuming (absent in shipped files)
 """
@@ -33,7 +34,9 @@ from ml.models.fer_classifier import FERClassifier, FERClassifierConfig
 from ml.models.gan import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 from ml.models.ser import SERConfig, SEREnsemble, SEREnsembleConfig, SERHead, SERHeadConfig, SERNet
 
-FORMAT_VERSION = 1
+#: 2 (2026-12-02): a generator's drawing settings left its config for their own ``drawing`` key,
+#: and the shipped files were converted once; a file of format 1 is refused.
+FORMAT_VERSION = 2
 
 ARCHITECTURES: dict[str, tuple[type[nn.Module], type]] = {
     "ser-cnn": (SERNet, SERConfig),
@@ -82,8 +85,10 @@ def save(
     data: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
     training_state: dict[str, Any] | None = None,
+    drawing: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``model`` (unwrapped, on any device) atomically to ``path``."""
+    """Write ``model`` (unwrapped, on any device) atomically to ``path``. A generator's file gets a
+    ``drawing`` key, ``{"latent_scale": None}`` (as trained) unless ``drawing`` says otherwise."""
     path = Path(path)
     arch = arch_of(model)
     payload: dict[str, Any] = {
@@ -97,6 +102,8 @@ def save(
     }
     if arch in SER_MODELS:
         payload["feature_params"] = dict(FEATURE_CONTRACTS[arch])
+    if arch in GENERATORS:
+        payload["drawing"] = _plain(drawing or {"latent_scale": None})
     if training_state is not None:
         payload["training_state"] = training_state
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -57,8 +57,8 @@ def draw_faces(spec: str, n: int, first_seed: int) -> tuple[np.ndarray, dict]:
     """Faces (7, n, 48, 48) uint8, row c drawn as class c from seeds first_seed..first_seed+n-1."""
     path, _, scale = spec.partition("@")
     gen, loaded = FaceGenerator.from_checkpoint(path)
-    if scale:  # one latent scale for every class, and no blends
-        gen.model.set_drawing([float(scale)] * len(FER_CLASSES))
+    if scale:
+        gen.drawing = gen.drawing.with_scale(float(scale))
     seeds = np.arange(first_seed, first_seed + n)
     faces = np.stack([np.concatenate([gen.render([c] * len(s), s.tolist()) for s in np.array_split(seeds, max(1, n // 256))])
                       for c in range(len(FER_CLASSES))])

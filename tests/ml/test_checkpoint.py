@@ -29,19 +29,30 @@ def test_generator_round_trip(tmp_path):
 
 
 def test_generator_round_trip_keeps_how_it_draws(tmp_path):
-    """A calibrated generator's per-class latent scales and blends travel in its config."""
+    """A generator's drawing travels under its own key, apart from the network's config: a file
+    drawing each class from its own latent scale draws what scaling z by hand draws."""
+    from ml.generate import Drawing, FaceGenerator, latent_for_seed
+
     torch.manual_seed(0)
     g = Generator(GeneratorConfig(base_channels=4, latent_dim=8)).eval()
-    for m in g.modules():
-        if isinstance(m, torch.nn.Embedding):
-            torch.nn.init.normal_(m.weight)
-    z, y, blend = torch.randn(2, 8), torch.tensor([1, 2]), torch.tensor([0.9, 0.6])
-    plain = g(z, y, blend)
-    g.set_drawing([0.8, 1.0, 1.3, 1.6, 1.9, 1.0, 1.0], [0, 2, 4, 3, 4, 5, 6], [0, 0.5, -0.4, 0, 0, 0, 0])
-    path = checkpoint.save(tmp_path / "g.pt", g, labels=FER_CLASSES)
-    loaded = checkpoint.load(path).model
-    assert loaded.config == g.config and loaded.config.blend_max[2] == -0.4
-    assert torch.equal(loaded(z, y, blend), g(z, y, blend)) and not torch.allclose(loaded(z, y, blend), plain)
+    scales = (0.8, 1.0, 1.3, 1.6, 1.9, 1.0, 1.0)
+    path = checkpoint.save(tmp_path / "g.pt", g, labels=FER_CLASSES, drawing={"latent_scale": scales})
+    gen, loaded = FaceGenerator.from_checkpoint(path)
+    assert loaded.meta["drawing"] == {"latent_scale": list(scales)} and gen.drawing == Drawing(scales)
+    z = torch.stack([latent_for_seed(s, 8) for s in (5, 6)])
+    assert torch.equal(gen.draw([3, 4], [5, 6]), g(z * torch.tensor([[1.6], [1.9]]), torch.tensor([3, 4])))
+    plain = checkpoint.save(tmp_path / "plain.pt", g, labels=FER_CLASSES)
+    assert FaceGenerator.from_checkpoint(plain)[0].drawing == Drawing()  # as trained
+    assert not torch.equal(FaceGenerator.from_checkpoint(plain)[0].draw([3], [5]), gen.draw([3], [5]))
+
+
+def test_a_format_1_file_is_refused_naming_both_formats(tmp_path):
+    path = checkpoint.save(tmp_path / "g.pt", Generator(GeneratorConfig(base_channels=4)), labels=FER_CLASSES)
+    payload = torch.load(path, weights_only=True)
+    payload["format_version"] = 1
+    torch.save(payload, path)
+    with pytest.raises(checkpoint.CheckpointError, match="checkpoint format 1, expected 2"):
+        checkpoint.load(path)
 
 
 def test_feature_mismatch_says_what_differs(tmp_path):

@@ -2,10 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from ml.generate import FaceGenerator
+from ml.generate import FaceGenerator, latent_for_seed
 from ml.models.fer_classifier import FERClassifier, FERClassifierConfig
-from ml.models.gan import (Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, latent_for_seed,
-                           minibatch_std)
+from ml.models.gan import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, RowLinear, minibatch_std
 from ml.models.ser import SERConfig, SERNet
 from ml.recognize import EmotionRecognizer
 from tests.conftest import speechlike
@@ -72,36 +71,23 @@ def test_generator_shapes_and_range():
     assert x.shape == (5, 1, 48, 48) and x.min() >= -1 and x.max() <= 1
 
 
-def test_drawing_settings_scale_the_latent_and_blend_expressions_per_class():
-    """set_drawing: class c draws from latent_scale[c] * z, and leans blend * blend_max[c] of the
-    way towards class blend_to[c] (all the way: that class's face); no blend draws as trained."""
+def test_row_linear_computes_each_row_alone_with_the_ordinary_gradient():
+    """The generator's first layer: a row's output is bit-identical whatever else is in its batch,
+    the values are nn.Linear's up to rounding, and so are the gradients."""
     torch.manual_seed(0)
-    g = Generator(GeneratorConfig(latent_dim=16, base_channels=4)).eval()
-    for m in g.modules():  # a fresh generator's classes all share gain 1 and bias 0
-        if isinstance(m, torch.nn.Embedding):
-            torch.nn.init.normal_(m.weight, 0.0, 0.5)
-    z, y = torch.randn(7, 16), torch.arange(7)
-    trained, wide = g(z, y), g(1.3 * z, y)
-    assert not torch.allclose(wide, trained, atol=1e-3)  # eval-mode batch norm keeps the spread
-    to = torch.tensor([6, 0, 1, 2, 3, 4, 5])
-    g.set_drawing([1.3] * 7, to.tolist(), [1.0] * 7)
-    assert torch.equal(g(z, y), wide) and torch.equal(g(z, y, torch.zeros(7)), wide)
-    torch.testing.assert_close(g(z, y, torch.ones(7)), Generator.forward(_as_trained(g), 1.3 * z, to), atol=1e-5, rtol=0)
-    half = g(z, y, torch.full((7,), 0.5))
-    assert (half - wide).abs().amax() > 1e-3 and (half - g(z, y, torch.ones(7))).abs().amax() > 1e-3
-    g.set_drawing([1.3] * 7, to.tolist(), [-0.5] * 7)  # away from the other class: neither of the above
-    away = g(z, y, torch.ones(7))
-    assert (away - wide).abs().amax() > 1e-3 and (away - half).abs().amax() > 1e-3
-    g.set_drawing()
-    assert torch.equal(g(z, y, torch.rand(7)), trained) and g.config.latent_scale is None
-
-
-def _as_trained(g: Generator) -> Generator:
-    import copy
-
-    plain = copy.deepcopy(g)
-    plain.set_drawing()
-    return plain
+    layer = RowLinear(16, 300)
+    x = torch.randn(9, 16, requires_grad=True)
+    out = layer(x)
+    alone = torch.cat([layer(x[i:i + 1]) for i in range(9)])
+    assert torch.equal(out, alone) and torch.equal(layer(x[2:7]), alone[2:7])
+    plain = torch.nn.Linear(16, 300)
+    plain.load_state_dict(layer.state_dict())
+    torch.testing.assert_close(out, plain(x))
+    grad = torch.randn(9, 300)
+    mine = torch.autograd.grad(out, (x, layer.weight, layer.bias), grad)
+    ref = torch.autograd.grad(plain(x), (x, plain.weight, plain.bias), grad)
+    for a, b in zip(mine, ref):
+        torch.testing.assert_close(a, b)
 
 
 @pytest.mark.parametrize("recipe", ["ours", "baseline"])
@@ -129,22 +115,24 @@ def test_minibatch_std_channel_sees_how_much_a_group_varies():
     assert minibatch_std(varied[:3]).shape == (3, 4, 6, 6)  # a batch not divisible by 4 is one group
 
 
-def test_discriminator_with_minibatch_std_scores_a_batch():
+def test_discriminator_with_minibatch_std_scores_a_batch_and_starts_silent():
+    """The std channel's weights start at zero, and with the gate at 0 the channel is zeros: D
+    scores as one without the channel, and its weights get no gradient (so a recipe can switch
+    it on part-way, as if it had been added then)."""
+    torch.manual_seed(0)
     d = Discriminator(DiscriminatorConfig(base_channels=8, minibatch_std=True))
-    assert d.convs[-1].in_channels == 8 * 8 + 1
-    assert d(torch.randn(8, 1, 48, 48), torch.arange(8) % 7).shape == (8,)
-
-
-def test_discriminator_twin_classifier_comes_last_and_classifies():
-    """The twin head is D's last parameters (a saved D without it keeps its parameter order) and
-    gives one logit per class, separate from the projection's class embeddings."""
+    assert d.convs[-1].in_channels == 8 * 8 + 1 and d.convs[-1].weight[:, -1].abs().sum() == 0
     plain = Discriminator(DiscriminatorConfig(base_channels=8))
-    twin = Discriminator(DiscriminatorConfig(base_channels=8, twin_classifier=True))
-    names = [name for name, _ in twin.named_parameters()]
-    assert names[:-2] == [name for name, _ in plain.named_parameters()] and names[-2:] == ["twin.weight", "twin.bias"]
-    h = twin.features(torch.randn(4, 1, 48, 48))
-    assert twin.twin_logits(h).shape == (4, 7)
-    assert not torch.allclose(twin.twin_logits(h), twin.class_logits(h))
+    plain.load_state_dict({k: v[:, :-1] if k == "convs.5.weight" else v for k, v in d.state_dict().items()})
+    x, y = torch.randn(8, 1, 48, 48), torch.arange(8) % 7
+    torch.testing.assert_close(d(x, y), plain(x, y))
+    d.std_gate = 0.0
+    d(x, y).sum().backward()
+    assert d.convs[-1].weight.grad[:, -1].abs().sum() == 0 and d.convs[-1].weight.grad[:, :-1].abs().sum() > 0
+    d.zero_grad()
+    d.std_gate = 1.0
+    d(x, y).sum().backward()
+    assert d.convs[-1].weight.grad[:, -1].abs().sum() > 0
 
 
 def test_baseline_generator_shapes_and_range():
@@ -169,7 +157,7 @@ def test_standing_stats_make_eval_mode_match_the_batch_statistics():
     with torch.no_grad():
         want = g.train()(z, y)
         stale = (g.eval()(z, y) - want).abs().mean()
-        standing_stats(g, 7, batch=512, batches=4)
+        standing_stats(g, batch=512, batches=4)
         fresh = (g.eval()(z, y) - want).abs().mean()
     assert not g.training
     assert fresh < 0.02 < stale

@@ -4,115 +4,68 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from ml import checkpoint, train_gan, train_ser
-from ml.labels import FER_CLASSES
 from tests.conftest import DATA, tiny_fer_csv
 
 
 def test_gan_dry_run(tmp_path):
+    """One step of the shipped recipe at full size, then every output, loadable and drawing."""
     csv = tiny_fer_csv(tmp_path / "fer.csv", gz=False)
-    train_gan.main(["--data", str(csv), "--out", str(tmp_path / "run"), "--dry-run", "--batch-size", "4",
-                    "--g-channels", "4", "--d-channels", "4"])
-    for name in ("generator.pt", "last.pt", "losses.png", "history.json", "samples/latest.png"):
+    train_gan.main(["--data", str(csv), "--out", str(tmp_path / "run"), "--dry-run"])
+    for name in ("generator.pt", "last.pt", "losses.png", "history.json", "samples/latest.png", "samples/step_000001.png"):
         assert (tmp_path / "run" / name).exists(), name
     loaded = checkpoint.load(tmp_path / "run" / "generator.pt", arch="cgan-generator")
-    assert loaded.meta["data"]["faces"] == 14
+    assert loaded.meta["data"]["faces"] == 14 and loaded.meta["drawing"] == {"latent_scale": None}
+    assert loaded.meta["metrics"] == {"steps": 1, "recipe": "emoface", "phase": 1}
+    assert loaded.model.config.base_channels == train_gan.RECIPES["emoface"].channels
     assert json.loads((tmp_path / "run" / "history.json").read_text())["step"] == 1
 
 
-def test_gan_mode_seeking_pairs_share_a_class_and_enter_the_loss(tmp_path):
-    """--mode-seeking trains (one batch) and records itself in the shipped generator's recipe."""
+def test_the_shipped_recipe_holds_the_phases_of_the_run_that_made_the_file():
+    """docs/experiments/gan.md's phase table, step for step: the auxiliary weight, its margin, the
+    learning rate and the minibatch-std channel change where that run changed them."""
+    recipe = train_gan.RECIPES["emoface"]
+    ends = [p.until for p in recipe.phases]
+    assert ends == sorted(ends) and ends[-1] == 34_948  # the shipped file's step count
+    at = {step: recipe.phase(step) for step in (0, 2_035, 2_036, 7_975, 9_786, 19_071, 19_967, 27_223, 27_224, 34_947)}
+    assert at[0].aux == at[2_035].aux == 0 and at[2_036].aux == 0.5 and at[7_975].aux == 0.1 and at[9_786].aux == 0.25
+    assert at[19_071].lr == 1e-4 and at[19_071].aux_margin == pytest.approx(0.693, abs=1e-3)
+    assert at[19_967].aux_margin == 1.2 and at[19_967].aux == 0.35
+    assert not at[27_223].minibatch_std and at[27_224].minibatch_std and at[34_947].minibatch_std
+    assert all(p.lr == 2e-4 for p in recipe.phases[:4])
+
+
+def test_gan_resumes_across_phases_and_switches_the_std_channel_on(tmp_path, monkeypatch):
+    """A two-phase recipe stopped after phase 1 resumes where it stopped: until the phase that
+    turns it on, D's minibatch-std weights stay exactly zero (as if the channel were added then),
+    and after it they have trained; the learning rate is the phase's."""
+    monkeypatch.setitem(train_gan.RECIPES, "tiny", train_gan.Recipe("emoface", (
+        train_gan.Phase(2), train_gan.Phase(4, lr=1e-4, aux=0.5, minibatch_std=True)), batch_size=8, channels=4))
     csv = tiny_fer_csv(tmp_path / "fer.csv", gz=False)
-    history = train_gan.main(["--data", str(csv), "--out", str(tmp_path / "run"), "--dry-run", "--batch-size", "4",
-                              "--g-channels", "4", "--d-channels", "4", "--mode-seeking", "1"])
-    plain = train_gan.main(["--data", str(csv), "--out", str(tmp_path / "plain"), "--dry-run", "--batch-size", "4",
-                            "--g-channels", "4", "--d-channels", "4"])
-    assert history["loss_g"][0] > plain["loss_g"][0]  # same seed and batch: the term adds a positive loss
-    loaded = checkpoint.load(tmp_path / "run" / "generator.pt", arch="cgan-generator")
-    assert "mode seeking 1.0" in loaded.meta["metrics"]["recipe"]
-
-
-def test_gan_aux_margin_drops_the_auxiliary_term_for_recognised_faces(tmp_path):
-    """--aux-margin: G's auxiliary loss counts only cross-entropy above the margin. Same seed and batch:
-    a margin above any cross-entropy of the batch gives the loss without the term."""
-    csv = tiny_fer_csv(tmp_path / "fer.csv", gz=False)
-    common = ["--data", str(csv), "--dry-run", "--batch-size", "4", "--g-channels", "4", "--d-channels", "4"]
-    full = train_gan.main([*common, "--out", str(tmp_path / "full"), "--aux", "0.5"])
-    margin = train_gan.main([*common, "--out", str(tmp_path / "margin"), "--aux", "0.5", "--aux-margin", "100"])
-    assert margin["loss_g"][0] < full["loss_g"][0] - 0.5 * 0.1  # 7 classes at random: cross-entropy near ln 7
-    loaded = checkpoint.load(tmp_path / "margin" / "generator.pt", arch="cgan-generator")
-    assert "(margin 100.0)" in loaded.meta["metrics"]["recipe"]
-
-
-def test_gan_init_generator_starts_g_from_the_file_and_d_afresh(tmp_path):
-    """--init-generator: a new run's G starts as the given trained file; during --d-warmup only D
-    trains, so the saved generator keeps the file's weights; a calibrated file is refused."""
-    from ml.models.gan import Generator, GeneratorConfig
-
-    csv = tiny_fer_csv(tmp_path / "fer.csv", gz=False)
-    source = Generator(GeneratorConfig(base_channels=4))
-    torch.nn.init.normal_(source.fc.weight)  # unlike a fresh network of the run's seed
-    checkpoint.save(tmp_path / "trained.pt", source, labels=FER_CLASSES, metrics={"steps": 123})
-    common = ["--data", str(csv), "--dry-run", "--batch-size", "4", "--g-channels", "4", "--d-channels", "4",
-              "--init-generator", str(tmp_path / "trained.pt")]
-    train_gan.main([*common, "--out", str(tmp_path / "warm"), "--d-warmup", "1"])
-    saved = checkpoint.read(tmp_path / "warm" / "generator.pt")
-    for name, value in source.state_dict().items():
-        if "bn." not in name:  # batch-norm statistics are recomputed for the average
-            assert torch.equal(saved["state_dict"][name], value), name
-    assert saved["data"]["init_generator"]["steps"] == 123
-    state = checkpoint.read(tmp_path / "warm" / "last.pt")["training_state"]
-    assert not state["opt_g"]["state"] and state["opt_d"]["state"]  # D stepped, G did not
-
-    train_gan.main([*common, "--out", str(tmp_path / "joint")])  # no warm-up: G moves on the first step
-    moved = checkpoint.read(tmp_path / "joint" / "generator.pt")["state_dict"]["fc.weight"]
-    assert not torch.equal(moved, source.fc.weight.detach())
-
-    calibrated = Generator(GeneratorConfig(base_channels=4))
-    checkpoint.save(tmp_path / "calibrated.pt", calibrated, labels=FER_CLASSES, metrics={"calibration": {"scale": 1.3}})
-    with pytest.raises(SystemExit, match="calibrated"):
-        train_gan.main([*common[:-1], str(tmp_path / "calibrated.pt"), "--out", str(tmp_path / "cal")])
-
-
-def test_same_class_distance_counts_only_pairs_that_share_a_label():
-    h = torch.tensor([[0.0, 0.0], [3.0, 4.0], [0.0, 0.0], [30.0, 40.0]])
-    assert train_gan.same_class_distance(h, torch.tensor([0, 0, 1, 2])).item() == pytest.approx(5.0)
-    assert train_gan.same_class_distance(h, torch.tensor([0, 0, 0, 1])).item() == pytest.approx((5 + 0 + 5) / 3)
-    assert train_gan.same_class_distance(h, torch.tensor([0, 1, 2, 3])).item() == 0.0
-
-
-def test_gan_diversity_term_is_recorded(tmp_path):
-    """--diversity trains (one batch), logs the generated/real spread in D's features and names itself
-    in the generator's recipe."""
-    csv = tiny_fer_csv(tmp_path / "fer.csv", gz=False)
-    history = train_gan.main(["--data", str(csv), "--out", str(tmp_path / "run"), "--dry-run", "--batch-size", "8",
-                              "--g-channels", "4", "--d-channels", "4", "--diversity", "1"])
-    assert history["spread_ratio"][0] > 0
-    assert "diversity 1.0" in checkpoint.read(tmp_path / "run" / "generator.pt")["metrics"]["recipe"]
-
-
-def test_gan_twin_classifier_is_added_on_resume_and_lowers_g_loss(tmp_path):
-    """--twin (TAC-GAN): G's loss subtracts the twin's cross-entropy on its faces (same seed and batch:
-    lower than without); a run saved without the twin resumes with it, its head appended to D and to
-    Adam's parameters; it needs --aux."""
-    csv = tiny_fer_csv(tmp_path / "fer.csv", gz=False)
-    common = ["--data", str(csv), "--batch-size", "7", "--g-channels", "4", "--d-channels", "4", "--aux", "0.5"]
-    plain = train_gan.main([*common, "--out", str(tmp_path / "plain"), "--dry-run"])
-    twin = train_gan.main([*common, "--out", str(tmp_path / "twin"), "--dry-run", "--twin", "0.5"])
-    assert twin["loss_g"][0] < plain["loss_g"][0] - 0.5 * 1.0  # the twin's cross-entropy starts near ln 7
-
-    run = [*common, "--out", str(tmp_path / "run"), "--epochs"]
-    train_gan.main([*run, "1"])
-    train_gan.main([*run, "2", "--twin", "0.5"])
+    args = ["--recipe", "tiny", "--data", str(csv), "--out", str(tmp_path / "run")]
+    train_gan.main([*args, "--steps", "2"])
     state = checkpoint.read(tmp_path / "run" / "last.pt")["training_state"]
-    assert state["step"] == 4 and state["D"]["twin.weight"].shape == (7, 4 * 8)
-    n_params = len(state["opt_d"]["param_groups"][0]["params"])
-    assert n_params == len(state["D"]) and n_params - 1 in state["opt_d"]["state"]
-    assert "twin 0.5" in checkpoint.read(tmp_path / "run" / "generator.pt")["metrics"]["recipe"]
-    with pytest.raises(SystemExit):
-        train_gan.parse_args(["--data", "x", "--twin", "0.5", "--aux", "0"])
+    assert state["step"] == 2 and state["D"]["convs.5.weight"][:, -1].abs().sum() == 0
+    assert state["opt_d"]["param_groups"][0]["lr"] == 2e-4
+    history = train_gan.main(args)
+    state = checkpoint.read(tmp_path / "run" / "last.pt")["training_state"]
+    assert state["step"] == 4 and state["D"]["convs.5.weight"][:, -1].abs().sum() > 0
+    assert state["opt_d"]["param_groups"][0]["lr"] == 1e-4 and len(history["loss_d"]) == 4  # one epoch is 1 step here
+    assert checkpoint.read(tmp_path / "run" / "generator.pt")["metrics"] == {"steps": 4, "recipe": "tiny", "phase": 2}
+
+
+def test_gan_aux_margin_drops_the_auxiliary_term_for_recognised_faces(tmp_path, monkeypatch):
+    """G's auxiliary loss counts only cross-entropy above the margin. Same seed and batch: a
+    margin above any cross-entropy of the batch gives the loss without the term."""
+    csv = tiny_fer_csv(tmp_path / "fer.csv", gz=False)
+    losses = {}
+    for margin in (0.0, 100.0):
+        monkeypatch.setitem(train_gan.RECIPES, "tiny", train_gan.Recipe(
+            "emoface", (train_gan.Phase(1, aux=0.5, aux_margin=margin),), batch_size=8, channels=4))
+        losses[margin] = train_gan.main(["--recipe", "tiny", "--data", str(csv), "--out", str(tmp_path / str(margin))])
+    assert losses[100.0]["loss_g"][0] < losses[0.0]["loss_g"][0] - 0.5 * 0.1  # 7 classes at random: CE near ln 7
+    assert losses[100.0]["loss_d"] == losses[0.0]["loss_d"]  # D's step does not see G's margin
 
 
 def test_baseline_gan_dry_run(tmp_path):
@@ -120,53 +73,11 @@ def test_baseline_gan_dry_run(tmp_path):
     from ml.generate import FaceGenerator
 
     csv = tiny_fer_csv(tmp_path / "fer.csv", gz=False)
-    train_gan.main(["--recipe", "baseline", "--data", str(csv), "--out", str(tmp_path / "run"), "--dry-run",
-                    "--batch-size", "4", "--g-channels", "4", "--d-channels", "4"])
+    train_gan.main(["--recipe", "baseline", "--data", str(csv), "--out", str(tmp_path / "run"), "--dry-run"])
     loaded = checkpoint.load(tmp_path / "run" / "generator.pt", arch="baseline-generator")
-    assert "bce loss" in loaded.meta["metrics"]["recipe"] and "batch 4" in loaded.meta["metrics"]["recipe"]
+    assert loaded.meta["metrics"]["recipe"] == "baseline"
     faces = FaceGenerator.from_checkpoint(tmp_path / "run" / "generator.pt")[0].render([0, 6], [1, 1])
     assert faces.shape == (2, 48, 48)
-
-
-def test_gan_resumes(tmp_path):
-    csv = tiny_fer_csv(tmp_path / "fer.csv", gz=False)
-    args = ["--data", str(csv), "--out", str(tmp_path / "run"), "--batch-size", "7", "--g-channels", "4",
-            "--d-channels", "4", "--epochs", "1"]
-    train_gan.main(args)
-    train_gan.main(args[:-1] + ["2"])
-    history = json.loads((tmp_path / "run" / "history.json").read_text())
-    assert history["step"] == 4 and len(history["loss_d"]) == 2  # epoch 2 continued from epoch 1
-
-
-def test_gan_resume_adds_the_minibatch_std_channel_without_changing_d(tmp_path):
-    """A run saved without --minibatch-std resumes with it: D's last convolution gains a zero-weight
-    input channel (and zero Adam moments), so the widened D scores faces as the saved one did."""
-    import torch
-
-    from ml.models.gan import Discriminator, DiscriminatorConfig
-
-    csv = tiny_fer_csv(tmp_path / "fer.csv", gz=False)
-    args = ["--data", str(csv), "--out", str(tmp_path / "run"), "--batch-size", "7", "--g-channels", "4",
-            "--d-channels", "4", "--epochs", "1"]
-    train_gan.main(args)
-    state = checkpoint.read(tmp_path / "run" / "last.pt")["training_state"]
-    saved = Discriminator(DiscriminatorConfig(base_channels=4))
-    saved.load_state_dict(state["D"])
-    widened = Discriminator(DiscriminatorConfig(base_channels=4, minibatch_std=True))
-    opt = torch.optim.Adam(widened.parameters())
-    train_gan.add_std_channel(widened, state["D"], state["opt_d"])
-    widened.load_state_dict(state["D"])
-    opt.load_state_dict(state["opt_d"])
-    faces, classes = torch.randn(8, 1, 48, 48), torch.arange(8) % 7
-    assert torch.allclose(widened(faces, classes), saved(faces, classes), atol=1e-6)
-    index = [name for name, _ in widened.named_parameters()].index("convs.5.weight")
-    assert opt.state_dict()["state"][index]["exp_avg"].shape[1] == 4 * 8 + 1
-
-    train_gan.main(args[:-1] + ["2", "--minibatch-std"])
-    resumed = checkpoint.read(tmp_path / "run" / "last.pt")["training_state"]
-    assert resumed["step"] == 4 and resumed["D"]["convs.5.weight"].shape[1] == 4 * 8 + 1
-    assert resumed["D"]["convs.5.weight"][:, -1].abs().sum() > 0  # the new channel trained
-    assert "minibatch std True" in checkpoint.read(tmp_path / "run" / "generator.pt")["metrics"]["recipe"]
 
 
 @pytest.mark.data
@@ -314,7 +225,7 @@ def test_sample_grid_from_a_checkpoint_matches_the_training_run(tmp_path):
     from ml import generate
 
     train_gan.main(["--data", str(tiny_fer_csv(tmp_path / "fer.csv.gz", gz=True)), "--out", str(tmp_path / "run"),
-                    "--dry-run", "--g-channels", "4", "--d-channels", "4"])
+                    "--dry-run"])
     out = tmp_path / "grid.png"
     generate.main(["--generator", str(tmp_path / "run" / "generator.pt"), "--out", str(out)])
     grid = np.asarray(Image.open(out))
