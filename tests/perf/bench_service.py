@@ -49,13 +49,15 @@ def rss_mb(pid: int) -> float:
 
 
 class Server:
-    def __init__(self, **env: str) -> None:
+    """``python -m service`` from the checkout at ``root`` (this one by default), on a free port."""
+
+    def __init__(self, root: Path = ROOT, **env: str) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        full = {**os.environ, "EMOFACE_PORT": str(self.port), "EMOFACE_LOG_LEVEL": "WARNING", **env}
+        full = {**os.environ, "EMOFACE_PORT": str(self.port), "EMOFACE_LOG_LEVEL": "WARNING", "PYTHONPATH": str(root), **env}
         t0 = time.perf_counter()
         self.log = tempfile.NamedTemporaryFile(prefix="emoface-bench-", suffix=".log", delete=False)
-        self.proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=full, stdout=self.log,
+        self.proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=root, env=full, stdout=self.log,
                                      stderr=subprocess.STDOUT)
         while True:
             try:
