@@ -75,7 +75,8 @@ def judge_real(judge, x: np.ndarray, y: np.ndarray, other_x: np.ndarray, other_y
     other_div = {name: mean_pairwise(other_feat[other_y == c]) / max(diversity[name], 1e-8)
                  for c, name in enumerate(FER_CLASSES)}
     recall = per_class_recall(pred, y)
-    return {"recall": recall, "accuracy_mean": mean_present(recall.values()), "share": share.tolist(),
+    return {"recall": recall, "accuracy_mean": mean_present(recall.values()), "accuracy": float((pred == y).mean()),
+            "share": share.tolist(),
             "fd_floor": frechet_distance(other_feat, feat, other_w), "kid_floor": kernel_distance(other_feat, feat, other_w),
             "diversity": diversity, "diversity_floor": other_div, "diversity_floor_min": min(other_div.values()),
             "_feat": feat}

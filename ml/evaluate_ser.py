@@ -35,9 +35,15 @@ from ml.metrics import EMOTIONS_7, confusion, corpus_scores, scores, scores_7
 from ml.models.ser import SERHead, SERHeadConfig, SERNet
 from ml.recognize import EmotionRecognizer
 from ml.runtime import setup_cli
-from ml.train_ser import add_head_args, ensemble_of, fit, fit_head, head_answers, parse_seeds
+from ml.train_ser import add_head_args, ensemble_of, fit, fit_head, parse_seeds
 
 log = logging.getLogger(__name__)
+
+
+def head_answers(head: SERHead, features: np.ndarray) -> np.ndarray:
+    """The head's 8-way answers (N,) on cached (N, layers, 2, width) features."""
+    with torch.inference_mode():
+        return head(torch.from_numpy(features.astype(np.float32))).argmax(1).numpy()
 
 
 def parse_speeds(text: str) -> list[float]:

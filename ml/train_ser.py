@@ -2,8 +2,6 @@
 
     # the shipped model: all 24 actors
     python -m ml.train_ser --data ../shared/data/ravdess --out weights/ser.pt
-    # one cross-validation fold: train on the other five, report on this one
-    python -m ml.train_ser --data ../shared/data/ravdess --out runs/ser/fold1.pt --holdout-fold 1
     # CI smoke test: one batch on a few clips
     python -m ml.train_ser --data ../shared/data/ravdess --out /tmp/ser.pt --dry-run
 
@@ -38,9 +36,7 @@ from ml.augment import augment_wave, spec_augment
 from ml.data import ravdess, speech
 from ml.embed import SpeechEmbedder, cached_embeddings
 from ml.labels import EMOTIONS
-from ml.metrics import scores
 from ml.models.ser import SERConfig, SEREnsemble, SERHead, SERHeadConfig, SERNet
-from ml.recognize import EmotionRecognizer
 from ml.runtime import seed_everything, setup_cli
 
 log = logging.getLogger(__name__)
@@ -126,12 +122,6 @@ def fit_head(features: np.ndarray, labels: np.ndarray, weights: np.ndarray, conf
     return model.eval()
 
 
-def head_answers(head: SERHead, features: np.ndarray) -> np.ndarray:
-    """The head's 8-way answers (N,) on cached (N, layers, 2, width) features."""
-    with torch.inference_mode():
-        return head(torch.from_numpy(features.astype(np.float32))).argmax(1).numpy()
-
-
 def parse_seeds(text: str) -> list[int]:
     """``"0,1"`` -> [0, 1]; an argparse type, so a bad list is a usage error."""
     try:
@@ -167,7 +157,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--recipe", choices=("whisper", "cnn"), default="whisper",
                    help="whisper (shipped): a head over a frozen Whisper encoder, all five corpora; cnn: the log-mel CNN, RAVDESS")
     add_head_args(p)
-    p.add_argument("--holdout-fold", type=int, default=0, help="1-6: leave RAVDESS fold out and evaluate on it")
     p.add_argument("--epochs", type=int, default=90, help="recipe cnn")
     p.add_argument("--batch-size", type=int, default=32, help="recipe cnn")
     p.add_argument("--lr", type=float, default=3e-3, help="recipe cnn")
@@ -185,20 +174,18 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def train_head(args: argparse.Namespace) -> dict:
-    """The shipped SER: a :class:`SERHead` on every clip of the five corpora (but a held-out RAVDESS fold)."""
+    """The shipped SER: a :class:`SERHead` on every clip of the five corpora. This module trains
+    only; held-out figures come from ``ml.evaluate_ser``."""
     setup_cli(args.threads, "cpu")
     clips = speech.load_all(args.data)
     if args.dry_run:
         clips = speech.first_of_each(clips)
-    held = np.array([c.corpus == "ravdess" and c.fold == args.holdout_fold for c in clips])
-    train = [c for c, h in zip(clips, held) if not h]
-    test = [c for c, h in zip(clips, held) if h]
+    train = clips
     t0 = time.time()
     embedder = SpeechEmbedder(args.encoder)
-    paths = [c.path for c in clips]  # one cache for every split
-    features = cached_embeddings(paths, embedder, Path(args.cache))
-    X = features[~held]
-    views = cached_embeddings(paths, embedder, Path(args.cache), perturbation="train_view")[~held]
+    paths = [c.path for c in clips]  # the same cache as the evaluation's
+    X = cached_embeddings(paths, embedder, Path(args.cache))
+    views = cached_embeddings(paths, embedder, Path(args.cache), perturbation="train_view")
     config = SERHeadConfig(encoder=args.encoder, layers=X.shape[1], width=X.shape[3], hidden=args.hidden)
     seed = args.seeds[0]
     labels, weights = np.array([c.label for c in train]), speech.balanced_weights(train, by=args.weighting)
@@ -209,13 +196,10 @@ def train_head(args: argparse.Namespace) -> dict:
                      "recipe": {"recipe": "whisper", "steps": args.steps, "weighting": args.weighting, "seed": seed,
                                 "front_end": embedder.key,
                                 "config": asdict(config)}}
-    if test:
-        y = np.array([c.label for c in test])  # scored on the cached features: the service's numbers
-        metrics["holdout"] = {"fold": args.holdout_fold, **scores(y, head_answers(model, features[held]))}
     data = {"dataset": "RAVDESS speech + emodb, ased, nemo, turev", "clips": len(train),
             "corpora": {k: sum(c.corpus == k for c in train) for k in speech.CORPORA},
             "speakers": len({c.speaker for c in train}),
-            "split": f"all but RAVDESS fold {args.holdout_fold}" if args.holdout_fold else "every clip of the five corpora",
+            "split": "every clip of the five corpora",
             "fingerprint": speech.fingerprint(train)}
     checkpoint.save(args.out, model, labels=EMOTIONS, data=data, metrics=metrics)
     Path(str(args.out) + ".json").write_text(json.dumps(metrics, indent=1))
@@ -225,10 +209,7 @@ def train_head(args: argparse.Namespace) -> dict:
 def train_cnn(args: argparse.Namespace) -> dict:
     device = setup_cli(args.threads, args.device)
     clips = ravdess.load_manifest(ravdess.resolve_root(args.data))
-    train = [c for c in clips if c.fold != args.holdout_fold]
-    test = [c for c in clips if c.fold == args.holdout_fold]
-    if args.dry_run:
-        train, test = train[::len(train) // 8][:8], test[:4]
+    train = clips[::len(clips) // 8][:8] if args.dry_run else clips
     t0 = time.time()
     waves = ravdess.load_waves(train)
     log.info("decoded %d training clips in %.1f s", len(waves), time.time() - t0)
@@ -239,17 +220,9 @@ def train_cnn(args: argparse.Namespace) -> dict:
     metrics: dict = {"train_clips": len(train), "train_seconds": round(time.time() - t0, 1),
                      "recipe": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seeds": args.seeds,
                                 "config": asdict(members[0].config)}}
-    if test:
-        test_waves, y = ravdess.load_waves(test), np.array([c.label for c in test])
-        metrics["holdout"] = {"fold": args.holdout_fold,
-                              **scores(y, EmotionRecognizer(model, device).predict(test_waves).argmax(1))}
-        if len(members) > 1:
-            metrics["holdout"]["members"] = [scores(y, EmotionRecognizer(m, device).predict(test_waves).argmax(1))
-                                             for m in members]
-        log.info("held-out fold %d: %s", args.holdout_fold, metrics["holdout"])
     actors = sorted({c.actor for c in train})
     data = {"dataset": "RAVDESS speech", "actors": actors, "clips": len(train),
-            "split": f"all folds except {args.holdout_fold}" if args.holdout_fold else "all 24 actors",
+            "split": "all 24 actors",
             "fingerprint": ravdess.fingerprint(train)}
     checkpoint.save(args.out, model, labels=EMOTIONS, data=data, metrics=metrics)
     Path(str(args.out) + ".json").write_text(json.dumps(metrics, indent=1))

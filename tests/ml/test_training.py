@@ -83,11 +83,10 @@ def test_baseline_gan_dry_run(tmp_path):
 @pytest.mark.data
 def test_ser_dry_run(tmp_path):
     out = tmp_path / "ser.pt"
-    metrics = train_ser.main(["--recipe", "cnn", "--data", str(DATA / "ravdess"), "--out", str(out), "--dry-run",
-                              "--holdout-fold", "1"])
-    assert metrics["train_clips"] == 8 and metrics["recipe"]["seeds"] == [0] and "holdout" in metrics
+    metrics = train_ser.main(["--recipe", "cnn", "--data", str(DATA / "ravdess"), "--out", str(out), "--dry-run"])
+    assert metrics["train_clips"] == 8 and metrics["recipe"]["seeds"] == [0] and "holdout" not in metrics
     loaded = checkpoint.load(out, arch="ser-cnn")
-    assert loaded.meta["data"]["split"] == "all folds except 1"
+    assert loaded.meta["data"]["split"] == "all 24 actors"
     assert json.loads(out.with_name("ser.pt.json").read_text())["train_clips"] == 8
 
 
@@ -95,9 +94,8 @@ def test_ser_dry_run(tmp_path):
 def test_ser_dry_run_two_seeds_saves_one_ensemble(tmp_path):
     out = tmp_path / "ser.pt"
     metrics = train_ser.main(["--recipe", "cnn", "--data", str(DATA / "ravdess"), "--out", str(out), "--dry-run",
-                              "--holdout-fold", "1", "--seeds", "0,1"])
-    assert metrics["recipe"]["seeds"] == [0, 1] and len(metrics["holdout"]["members"]) == 2
-    assert 0 <= metrics["holdout"]["ua"] <= 1
+                              "--seeds", "0,1"])
+    assert metrics["recipe"]["seeds"] == [0, 1]
     assert checkpoint.load(out, arch="ser-ensemble").model.config.size == 2
 
 
@@ -107,11 +105,10 @@ def test_ser_head_dry_run_trains_on_every_corpus_and_serves(tmp_path):
     from ml.recognize import EmotionRecognizer, EncoderRecognizer
 
     out = tmp_path / "ser.pt"
-    metrics = train_ser.main(["--data", str(DATA), "--out", str(out), "--cache", str(tmp_path / "cache"), "--dry-run",
-                              "--holdout-fold", "1"])
+    metrics = train_ser.main(["--data", str(DATA), "--out", str(out), "--cache", str(tmp_path / "cache"), "--dry-run"])
     loaded = checkpoint.load(out, arch="ser-whisper")
     assert set(loaded.meta["data"]["corpora"]) == set(speech.CORPORA) and all(loaded.meta["data"]["corpora"].values())
-    assert metrics["holdout"]["fold"] == 1 and metrics["recipe"]["recipe"] == "whisper"
+    assert metrics["recipe"]["recipe"] == "whisper" and metrics["train_clips"] == sum(loaded.meta["data"]["corpora"].values())
     recognizer, _ = EmotionRecognizer.from_checkpoint(out)
     assert isinstance(recognizer, EncoderRecognizer)
     probs = recognizer.predict([np.zeros(16_000, np.float32) + 0.01 * np.sin(np.arange(16_000) / 5, dtype=np.float32)])
