@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from service import errors
 from service.admission import Drain
@@ -86,7 +87,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await engines.ser.stop()
             await engines.faces.stop()
 
-    app = FastAPI(
+    # /docs and /redoc from files installed with fastapi-offline, not from a CDN: many deployments
+    # have no internet access, and FastAPI's default pages are blank there.
+    app = FastAPIOffline(
+        static_url="/static/docs",
         title="Emoface",
         version="0.1.0",
         summary="Hear how someone speaks and draw a face that shows it.",

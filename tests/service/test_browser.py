@@ -71,3 +71,25 @@ def test_error_is_shown_for_a_bad_file(live_server_url, browser, tmp_path):
     page.wait_for_selector("#status.error", timeout=20_000)
     assert "not decodable" in page.text_content("#status")
     page.close()
+
+
+def test_api_docs_render_with_no_internet(live_server_url, browser):
+    """/docs in a browser that may reach only the service: Swagger UI renders every route."""
+    context = browser.new_context()
+    offsite = []
+
+    def only_the_service(route):
+        if route.request.url.startswith(live_server_url):
+            route.continue_()
+        else:
+            offsite.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_the_service)
+    page = context.new_page()
+    page.goto(live_server_url + "/docs")
+    page.wait_for_selector(".opblock-summary-path", timeout=20_000)
+    paths = set(page.locator(".opblock-summary-path").all_text_contents())
+    assert {"/emotion", "/generate", "/speech-to-face", "/health", "/ready"} <= {p.strip() for p in paths}, paths
+    assert offsite == []
+    context.close()

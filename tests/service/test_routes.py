@@ -2,6 +2,7 @@
 
 import base64
 import io
+import re
 
 import numpy as np
 import pytest
@@ -43,10 +44,22 @@ def test_demo_page_docs_and_openapi(client):
     page = client.get("/")
     assert page.status_code == 200 and "Speech to face" in page.text
     assert client.get("/static/app.js").status_code == 200
-    assert client.get("/docs").status_code == 200
     spec = client.get("/openapi.json").json()
     assert {"/emotion", "/generate", "/speech-to-face", "/health", "/ready"} <= set(spec["paths"])
     assert "multipart/form-data" in spec["paths"]["/emotion"]["post"]["requestBody"]["content"]
+
+
+@pytest.mark.parametrize("page, assets", [("/docs", ["swagger-ui-bundle.js", "swagger-ui.css"]),
+                                          ("/redoc", ["redoc.standalone.js"])])
+def test_api_docs_load_their_assets_from_the_service_not_a_cdn(client, page, assets):
+    """FastAPI's default pages load Swagger UI and ReDoc from a CDN, and are blank offline."""
+    html = client.get(page)
+    assert html.status_code == 200 and "/openapi.json" in html.text
+    urls = re.findall(r"""(?:src|href)=["']([^"']+)["']""", html.text) + re.findall(r"""url: ?["']([^"']+)["']""", html.text)
+    assert urls and all(u.startswith("/") for u in urls), urls  # nothing from another host
+    for name in assets:
+        asset = client.get(f"/static/docs/{name}")
+        assert asset.status_code == 200 and len(asset.content) > 10_000, name
 
 
 @pytest.mark.parametrize("how", ["multipart", "raw"])
