@@ -20,8 +20,8 @@ README = (ROOT / "README.md").read_text()
 
 def readme_commands() -> list[str]:
     """Every line of every fenced block that is a shell command (not the layout block)."""
-    blocks = re.findall(r"^```\n(.*?)^```", README, flags=re.M | re.S)
-    lines = [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
+    blocks = re.findall(r"^```(\w*)\n(.*?)^```$", README, flags=re.M | re.S)  # (language, text), fences paired
+    lines = [line.strip() for lang, block in blocks if not lang for line in block.splitlines() if line.strip()]
     return [line for line in lines if re.match(r"(pip|curl|docker|python|apt-get) ", line)]
 
 
