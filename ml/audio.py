@@ -57,6 +57,7 @@ MAX_DECODED_SAMPLES = 1 << 26
 #: Float samples beyond this magnitude (60 dB over full scale) are not a recording but garbage:
 #: they overflow the features (a peak near 1e19 makes float32 energies infinite).
 MAX_PEAK = 1000.0
+SF_ERR_UNRECOGNISED_FORMAT = 1  # libsndfile's code for "Format not recognised"
 
 FEATURE_PARAMS: dict[str, float | int | str] = {
     "sample_rate": SAMPLE_RATE,
@@ -104,6 +105,10 @@ class AudioError(ValueError):
 
 class AudioDecodeError(AudioError):
     """The bytes are not audio that libsndfile can decode."""
+
+
+class UnknownFormatError(AudioDecodeError):
+    """libsndfile does not recognise the container at all (it may still be audio FFmpeg reads)."""
 
 
 class EmptyAudioError(AudioError):
@@ -171,7 +176,70 @@ def decode(source: bytes | str | Path | BinaryIO, *, max_duration_s: float = MAX
         raise
     except (sf.LibsndfileError, EOFError) as exc:  # only what libsndfile says of bad bytes; a bug stays a bug
         reason = getattr(exc, "error_string", None) or str(exc).split(": ")[-1]
-        raise AudioDecodeError(f"not decodable audio: {reason}") from exc
+        unknown = getattr(exc, "code", None) == SF_ERR_UNRECOGNISED_FORMAT
+        raise (UnknownFormatError if unknown else AudioDecodeError)(f"not decodable audio: {reason}") from exc
+    return stream.finish()
+
+
+#: PyAV frame formats -> the scale that brings their integers to [-1, 1) (floats: 1).
+_AV_SCALE = {"u8": 128.0, "u8p": 128.0, "s16": 32768.0, "s16p": 32768.0, "s32": 2.0**31, "s32p": 2.0**31,
+             "s64": 2.0**63, "s64p": 2.0**63, "flt": 1.0, "fltp": 1.0, "dbl": 1.0, "dblp": 1.0}
+
+
+def decode_container(source: bytes | str | Path | BinaryIO, *, max_duration_s: float = MAX_DURATION_S,
+                     max_samples: int = MAX_DECODED_SAMPLES) -> DecodedAudio:
+    """Decode what libsndfile does not read, with PyAV (FFmpeg): AAC in M4A, MP4 and MOV, Opus and
+    Vorbis in WebM or Matroska, AMR-NB/WB in 3GP, and the rest of FFmpeg's audio formats.
+
+    The first audio stream is decoded frame by frame into the same block path as :func:`decode`
+    (:class:`_MonoStream`): the declared rate, channels and duration are checked first, and the
+    decoded frames count against ``max_duration_s`` and ``max_samples`` as they come, so a
+    header that lies stops at the limit. A stream that changes its rate or channels midway, or
+    that ends well before the duration its header declares (a cut or damaged file, which FFmpeg
+    would otherwise decode in part), is refused. A file that declares no duration (a browser's
+    live WebM recording) is decoded as far as it goes. FFmpeg runs in this process: the service calls this in a child process of its own
+    (``service/decoding.py``), where a crash or a hang costs that request alone.
+    """
+    import av  # FFmpeg in a wheel; imported here, so what only reads WAV and FLAC never loads it
+
+    fileobj = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
+    try:
+        with av.open(fileobj, mode="r", metadata_errors="ignore") as container:
+            track = next((s for s in container.streams if s.type == "audio"), None)
+            if track is None:
+                raise AudioDecodeError("not decodable audio: the file holds no audio stream")
+            sr, channels = int(track.codec_context.sample_rate or 0), int(track.codec_context.channels or 0)
+            stream = _MonoStream(sr, channels, max_duration_s=max_duration_s, max_samples=max_samples)
+            if track.duration and track.time_base:
+                declared = int(track.duration * track.time_base * sr)
+            else:  # Matroska and WebM declare a duration for the whole file only
+                declared = int(container.duration * sr / av.time_base) if container.duration else 0
+            stream.check_declared(declared)
+            pending, count = [], 0
+            for frame in container.decode(track):
+                if frame.sample_rate != sr or len(frame.layout.channels) != channels:
+                    raise AudioDecodeError(f"not decodable audio: the stream changes from {sr} Hz x {channels} to "
+                                           f"{frame.sample_rate} Hz x {len(frame.layout.channels)} midway")
+                fmt = frame.format.name
+                raw = frame.to_ndarray()  # planar: (channels, n); packed: (1, n * channels)
+                block = raw.T if frame.format.is_planar else raw.reshape(-1, channels)
+                block = block.astype(np.float32)
+                if fmt.startswith("u8"):
+                    block -= 128.0
+                pending.append(block / np.float32(_AV_SCALE[fmt]) if _AV_SCALE[fmt] != 1.0 else block)
+                count += len(block)
+                if count >= stream.block_frames:
+                    stream.feed(np.concatenate(pending))
+                    pending, count = [], 0
+            if pending:
+                stream.feed(np.concatenate(pending))
+            if stream.frames < 0.9 * declared:  # FFmpeg conceals a cut or a damaged stream; its header does not
+                raise AudioDecodeError(f"not decodable audio: the stream ends at {stream.frames / sr:.2f} s of the "
+                                       f"{declared / sr:.2f} s its header declares (truncated or damaged)")
+    except AudioError:
+        raise
+    except (av.FFmpegError, KeyError, EOFError) as exc:  # what FFmpeg says of bad bytes; KeyError: an unknown format
+        raise AudioDecodeError(f"not decodable audio: {exc}") from exc
     return stream.finish()
 
 

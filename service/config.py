@@ -36,6 +36,8 @@ class Settings(BaseSettings):
                                                            "instead of being run")
     body_timeout_s: float = Field(10.0, gt=0, description="longest wait for the next piece of a request body "
                                                           "(408 after it)")
+    decode_timeout_s: float = Field(10.0, gt=0, description="longest an FFmpeg decode (M4A, WebM, ...) may run in "
+                                                            "its child process before it is killed (415)")
     drain_s: float = Field(6.0, ge=0, description="on SIGTERM, how long in-flight requests may still finish; "
                                                   "after it they get 503 (keep under the orchestrator's grace)")
     cpu_threads: int = Field(0, ge=0, description="torch intra-op threads (0 = torch default)")

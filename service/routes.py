@@ -19,6 +19,7 @@ from starlette.datastructures import UploadFile
 from ml import audio
 from ml.labels import EMOTIONS, fer_index, normalize_emotion
 from service.config import STATIC_DIR
+from service import decoding
 from service.admission import Guard
 from service.deps import Auth, Guarded, Models
 from service.engines import Engines
@@ -33,13 +34,16 @@ AUDIO_BODY = {
     "requestBody": {
         "required": True,
         "description": "A recording: multipart/form-data with the file in field `file`, or the raw bytes "
-                       "with an `audio/*` Content-Type. Any format libsndfile reads (WAV PCM/float, FLAC, OGG, MP3), "
+                       "with an `audio/*` or `video/*` Content-Type. WAV, FLAC, OGG, MP3 (libsndfile) and M4A/AAC, MP4, "
+                       "MOV, WebM/Matroska Opus or Vorbis, 3GP AMR (FFmpeg, in a child process), "
                        "any sample rate and channel count, 0.5 s to 60 s.",
         "content": {
             "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
                                                "properties": {"file": {"type": "string", "format": "binary"}}}},
             "audio/wav": {"schema": {"type": "string", "format": "binary"}},
             "audio/flac": {"schema": {"type": "string", "format": "binary"}},
+            "audio/mp4": {"schema": {"type": "string", "format": "binary"}},
+            "audio/webm": {"schema": {"type": "string", "format": "binary"}},
         },
     }
 }
@@ -73,7 +77,7 @@ def face_cost(count: int, size: int) -> float:
 
 async def read_audio(request: Request) -> BinaryIO:
     """The uploaded recording as a file: multipart field ``file`` (spooled by the form parser), or
-    a raw ``audio/*`` body spooled here. Either way, over :data:`SPOOL_BYTES` it lives on disk."""
+    a raw ``audio/*`` (or ``video/*``) body spooled here. Either way, over :data:`SPOOL_BYTES` it lives on disk."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data":
         form = await request.form(max_files=1, max_fields=8)
@@ -84,33 +88,35 @@ async def read_audio(request: Request) -> BinaryIO:
                           f"file: multipart field 'file' with the recording is required (got fields: {fields})")
         file: BinaryIO = upload.file
         empty = not upload.size
-    elif ctype.startswith("audio/") or ctype == "application/octet-stream":
+    elif ctype.startswith(("audio/", "video/")) or ctype == "application/octet-stream":  # video/*: its sound track
         file = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
         async for chunk in request.stream():
             file.write(chunk)
         empty = file.tell() == 0
     else:
         raise Problem(415, "unsupported-media-type", "Unsupported media type",
-                      f"send multipart/form-data (field 'file') or an audio/* body, not {ctype or 'no Content-Type'!r}")
+                      f"send multipart/form-data (field 'file') or an audio/* or video/* body, not {ctype or 'no Content-Type'!r}")
     if empty:
         file.close()
         raise audio.EmptyAudioError("the uploaded recording is empty (0 bytes)")
     return file
 
 
-def decode_upload(file: BinaryIO, max_duration_s: float) -> tuple[audio.DecodedAudio, int]:
+def decode_upload(file: BinaryIO, max_duration_s: float, timeout_s: float) -> tuple[audio.DecodedAudio, int]:
     """The decoded recording, and the face seed its bytes give (on a worker thread)."""
     file.seek(0)
     digest = hashlib.sha256()
     for chunk in iter(lambda: file.read(SPOOL_BYTES), b""):
         digest.update(chunk)
     file.seek(0)
-    return audio.decode(file, max_duration_s=max_duration_s), seed_from_digest(digest.digest())
+    decoded = decoding.decode(file, max_duration_s=max_duration_s, timeout_s=timeout_s)
+    return decoded, seed_from_digest(digest.digest())
 
 
 async def decode_audio(engines: Engines, file: BinaryIO) -> tuple[audio.DecodedAudio, int]:
     async with engines.decodes:  # a bounded number at once, whatever the number of uploads
-        return await anyio.to_thread.run_sync(decode_upload, file, engines.settings.max_audio_s)
+        settings = engines.settings
+        return await anyio.to_thread.run_sync(decode_upload, file, settings.max_audio_s, settings.decode_timeout_s)
 
 
 async def recognise(request: Request, engines: Engines, guard: Guard) -> tuple[int, dict]:

@@ -189,3 +189,32 @@ def live_server(ser: Path, gen: Path, **overrides):
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+#: The containers and codecs phones, browsers and cameras record in, as (PyAV format, codec, rate):
+#: iPhone voice memos (M4A/AAC), video sound tracks (MP4, MOV), browsers' MediaRecorder (WebM/Opus),
+#: Matroska, Android 3GP (AMR-NB, 8 kHz). PyAV's FFmpeg has no AMR-WB encoder, so no AMR-WB fixture.
+CONTAINERS = {"m4a": ("ipod", "aac", 44_100), "mp4": ("mp4", "aac", 48_000), "mov": ("mov", "aac", 44_100),
+              "webm": ("webm", "libopus", 48_000), "mkv": ("matroska", "libopus", 48_000),
+              "3gp": ("3gp", "libopencore_amrnb", 8_000)}
+
+
+def container_bytes(wave: np.ndarray, rate: int, kind: str, channels: int = 1) -> bytes:
+    """``wave`` (T,) float at ``rate`` encoded with PyAV as a file of ``kind`` (:data:`CONTAINERS`)."""
+    import av
+
+    from ml import audio
+
+    fmt, codec, out_rate = CONTAINERS[kind]
+    buf = io.BytesIO()
+    with av.open(buf, "w", format=fmt) as container:
+        layout = "mono" if channels == 1 else "stereo"
+        stream = container.add_stream(codec, rate=out_rate, layout=layout)
+        y = audio.resample(wave.astype(np.float32), rate, out_rate) if out_rate != rate else wave
+        pcm = (np.clip(y, -1, 1) * 32767).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(np.repeat(pcm[None, :], channels, 0).T.reshape(1, -1).copy(),
+                                           format="s16", layout=layout)
+        frame.sample_rate = out_rate
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+    return buf.getvalue()

@@ -57,10 +57,13 @@ def test_docker_command_is_what_the_compose_test_runs():
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """The quick start's first command (after its install), as a process on a free port, and a
-    folder holding clip.wav, where the curl examples run."""
+    folder holding clip.wav and memo.m4a (AAC, as a phone records), where the curl examples run."""
+    from tests.conftest import container_bytes
+
     folder = tmp_path_factory.mktemp("readme")
     data, sr = sf.read(fixture_clips()["happy"])
     sf.write(folder / "clip.wav", data, sr)
+    (folder / "memo.m4a").write_bytes(container_bytes(data, sr, "m4a"))
     port = free_port()
     serve = commands("pip install -e . && ")[0].split(" && ", 1)[1]
     proc = subprocess.Popen(serve.split(), cwd=ROOT, env={**os.environ, "EMOFACE_PORT": str(port)},

@@ -1,0 +1,68 @@
+"""Recordings as phones, browsers and cameras make them, decoded by PyAV (FFmpeg): the fixtures
+are encoded here, from the committed clips, by PyAV itself."""
+
+import numpy as np
+import pytest
+
+from ml import audio
+from ml.labels import EMOTIONS
+from ml.recognize import EmotionRecognizer
+from tests.conftest import CONTAINERS, SHIPPED_SER, container_bytes, fixture_clips
+
+
+@pytest.fixture(scope="module")
+def recognizer():
+    return EmotionRecognizer.from_checkpoint(SHIPPED_SER)[0]
+
+
+@pytest.fixture(scope="module")
+def waves():
+    return {emotion: audio.decode(path).samples for emotion, path in fixture_clips().items()}
+
+
+@pytest.mark.parametrize("kind", sorted(CONTAINERS))
+def test_each_format_decodes_to_the_emotion_of_its_wav(kind, recognizer, waves):
+    """libsndfile reads none of these; each of the 8 fixture clips, encoded in the format, gives
+    the shipped SER's answer for the clip itself, at about the clip's duration."""
+    with pytest.raises(audio.UnknownFormatError):
+        audio.decode(container_bytes(waves["happy"], audio.SAMPLE_RATE, kind))
+    decoded = [audio.decode_container(container_bytes(w, audio.SAMPLE_RATE, kind)) for w in waves.values()]
+    for d, w in zip(decoded, waves.values()):
+        assert d.input_sample_rate == CONTAINERS[kind][2] and d.channels == 1
+        assert abs(d.duration_s - len(w) / audio.SAMPLE_RATE) < 0.1
+    heard = recognizer.predict([d.samples for d in decoded]).argmax(1)
+    wav = recognizer.predict(list(waves.values())).argmax(1)
+    assert [EMOTIONS[i] for i in heard] == [EMOTIONS[i] for i in wav]
+
+
+def test_channels_are_mixed_like_libsndfile_input(waves):
+    stereo = audio.decode_container(container_bytes(waves["sad"], audio.SAMPLE_RATE, "m4a", channels=2))
+    mono = audio.decode_container(container_bytes(waves["sad"], audio.SAMPLE_RATE, "m4a"))
+    assert stereo.channels == 2 and len(stereo.samples) == len(mono.samples)
+    assert np.corrcoef(stereo.samples, mono.samples)[0, 1] > 0.99  # two lossy encodings of one signal
+
+
+@pytest.mark.parametrize("kind", sorted(CONTAINERS))
+def test_cut_damaged_and_foreign_files_are_refused(kind, waves):
+    """A file cut in half, one with 1.5 KB of noise in its middle, and its first 200 bytes alone:
+    each an AudioDecodeError (415), never part of a recording passed off as the whole."""
+    data = container_bytes(waves["happy"], audio.SAMPLE_RATE, kind)
+    damaged = bytearray(data)
+    damaged[len(data) // 2:len(data) // 2 + 1500] = np.random.default_rng(0).integers(0, 256, 1500, np.uint8).tobytes()
+    for bad in (data[:len(data) // 2], bytes(damaged), data[:200]):
+        with pytest.raises(audio.AudioDecodeError):
+            audio.decode_container(bad)
+    with pytest.raises(audio.AudioDecodeError, match="no audio stream|not decodable"):
+        audio.decode_container(b"\x1aE\xdf\xa3" + bytes(4000))  # a Matroska signature and nothing else
+
+
+def test_limits_hold_while_decoding_not_only_in_the_header(waves):
+    """The decoding budget counts decoded frames: a stream longer than the limit stops there, as
+    does one that decodes to more samples than allowed, whatever its header says."""
+    long = np.tile(waves["angry"], 5)  # about 21 s
+    data = container_bytes(long, audio.SAMPLE_RATE, "webm")
+    with pytest.raises(audio.AudioTooLongError):
+        audio.decode_container(data, max_duration_s=10)
+    with pytest.raises(audio.AudioTooLargeError):
+        audio.decode_container(data, max_samples=48_000 * 5)
+    assert audio.decode_container(data).duration_s == pytest.approx(len(long) / audio.SAMPLE_RATE, abs=0.1)
