@@ -62,6 +62,24 @@ def test_upload_shows_emotion_bars_and_face(live_server_url, browser):
     page.close()
 
 
+def test_a_phone_recording_uploads_like_a_wav(live_server_url, browser, tmp_path):
+    """An iPhone-style voice memo (M4A/AAC) through the demo page's upload field."""
+    import soundfile as sf
+
+    from tests.conftest import container_bytes
+
+    data, sr = sf.read(fixture_clips()["angry"])
+    memo = tmp_path / "memo.m4a"
+    memo.write_bytes(container_bytes(data, sr, "m4a"))
+    page = browser.new_page()
+    page.goto(live_server_url + "/")
+    assert ".m4a" in page.get_attribute("#upload", "accept")
+    page.set_input_files("#upload", str(memo))
+    page.wait_for_function("document.getElementById('face').naturalWidth > 0", timeout=20_000)
+    assert page.text_content("#status") == "Done." and page.locator("#bars .bar").count() == 8
+    page.close()
+
+
 def test_error_is_shown_for_a_bad_file(live_server_url, browser, tmp_path):
     page = browser.new_page()
     page.goto(live_server_url + "/")
