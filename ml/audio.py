@@ -276,8 +276,7 @@ class _MonoStream:
         self.frames = 0
         self.total, self.total_sq = 0.0, 0.0  # float64 sums of the mono samples, for the silence check
         self.out: list[np.ndarray] = []
-        self.resampler = (None if sample_rate == SAMPLE_RATE else
-                          soxr.ResampleStream(sample_rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ"))
+        self.resampler = None if sample_rate == SAMPLE_RATE else resample_stream(sample_rate)
 
     def check_declared(self, frames: int) -> None:
         """Refuse from the header what the limits would refuse after decoding (unknown: 0 or less)."""
@@ -321,6 +320,12 @@ class _MonoStream:
             self.out.append(self.resampler.resample_chunk(np.zeros(0, np.float32), last=True))
         mono = np.concatenate(self.out) if len(self.out) > 1 else self.out[0]
         return DecodedAudio(np.ascontiguousarray(mono, dtype=np.float32), self.sr, self.channels, duration)
+
+
+def resample_stream(from_rate: int) -> soxr.ResampleStream:
+    """Mono float32 chunks at ``from_rate`` -> :data:`SAMPLE_RATE`, chunk by chunk (libsoxr "HQ",
+    bit-identical to its one-shot call): what every decoder and the live stream resample with."""
+    return soxr.ResampleStream(from_rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
 
 
 def resample(x: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:

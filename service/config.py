@@ -36,6 +36,9 @@ class Settings(BaseSettings):
                                                            "instead of being run")
     body_timeout_s: float = Field(10.0, gt=0, description="longest wait for the next piece of a request body "
                                                           "(408 after it)")
+    max_streams: int = Field(16, ge=0, description="live WebSocket streams at once (1013 beyond)")
+    stream_max_s: float = Field(600.0, gt=0, description="longest a live stream may stay open")
+    stream_idle_s: float = Field(10.0, gt=0, description="longest a live stream may send nothing")
     decode_timeout_s: float = Field(10.0, gt=0, description="longest an FFmpeg decode (M4A, WebM, ...) may run in "
                                                             "its child process before it is killed (415)")
     drain_s: float = Field(6.0, ge=0, description="on SIGTERM, how long in-flight requests may still finish; "

@@ -24,13 +24,17 @@ async def engines_of(request: Request) -> Engines:
     return engines
 
 
+def key_matches(expected: str | None, given: str | None) -> bool:
+    """True when no key is set, or ``given`` is it (compared in constant time)."""
+    if not expected:
+        return True
+    return given is not None and secrets.compare_digest(given.encode(), expected.encode())
+
+
 async def check_api_key(request: Request, x_api_key: Annotated[str | None, Header()] = None,
                         authorization: Annotated[str | None, Header()] = None) -> None:
-    expected = request.app.state.settings.api_key
-    if not expected:
-        return
     given = x_api_key or (authorization[7:] if authorization and authorization.lower().startswith("bearer ") else None)
-    if given is None or not secrets.compare_digest(given.encode(), expected.encode()):
+    if not key_matches(request.app.state.settings.api_key, given):
         raise Problem(401, "unauthorized", "Unauthorized", "a valid API key is required (X-API-Key or Bearer)",
                       headers={"WWW-Authenticate": "Bearer"})
 

@@ -41,6 +41,7 @@ class Engines:
     decodes: asyncio.Semaphore  # recordings decoded at once
     drain: Drain
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    streams: int = 0  # live WebSocket streams open (service/live.py)
 
 
 def _info(name: str, path: Path, loaded, seconds: float) -> ModelCard:

@@ -16,7 +16,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
-from service import decoding, errors
+from service import decoding, errors, live
 from service.admission import Drain
 from service.config import STATIC_DIR, Settings
 from service.engines import load_engines, warm_up
@@ -106,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.drain = drain
     errors.install(app)
     app.include_router(router)
+    app.include_router(live.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],

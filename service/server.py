@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from service.config import Settings
+from service.live import MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -67,5 +68,7 @@ def make_server(app: FastAPI, settings: Settings, **overrides) -> Server:
     asyncio's loop served it in under a second; /generate's throughput was the same on both."""
     options = {"host": settings.host, "port": settings.port, "log_level": settings.log_level.lower(),
                "access_log": False, "timeout_graceful_shutdown": math.ceil(settings.drain_s) + GRACE_MARGIN_S, "lifespan": "on",
-               "http": BoundedHeadProtocol, "loop": "asyncio", **overrides}
+               "http": BoundedHeadProtocol, "loop": "asyncio",
+               "ws_max_size": MAX_MESSAGE_BYTES,  # a larger live-stream message is closed with 1009 before it is buffered
+               **overrides}
     return Server(uvicorn.Config(app, **options))

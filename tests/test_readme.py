@@ -142,6 +142,17 @@ def test_abuse_benchmark_command(tmp_path):
     assert result["abandon"]["next_status"] == 200
 
 
+@pytest.mark.slow
+def test_stream_benchmark_command(tmp_path):
+    """The README's line, shortened by flags (2 streams, 3 s)."""
+    (line,) = commands("python tests/perf/bench_stream.py")
+    run = line.replace("--out tests/perf/results", f"--out {tmp_path}") + " --seconds 3 --streams 2"
+    out = subprocess.run(["bash", "-c", run], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (level,) = json.loads((tmp_path / "stream.json").read_text())["levels"]
+    assert level["streams"] == 2 and level["answers"] + level["dropped"] >= 4 and level["p50_ms"] > 0
+
+
 def _numbers(value) -> list[float]:
     if isinstance(value, dict):
         return [n for v in value.values() for n in _numbers(v)]
@@ -153,7 +164,7 @@ def _numbers(value) -> list[float]:
 def test_performance_table_matches_the_results_files():
     section = README.split("## Performance")[1].split("\n## ")[0]
     results = [json.loads((ROOT / "tests" / "perf" / "results" / name).read_text())
-               for name in ("models.json", "service.json", "abuse.json")]
+               for name in ("models.json", "service.json", "abuse.json", "stream.json")]
     measured = [n for r in results for n in _numbers(r)]
     figures = re.findall(r"^\| [^|]+ \| ([0-9.]+) \|$", section, flags=re.M)
     assert len(figures) >= 5

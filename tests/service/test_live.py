@@ -1,0 +1,175 @@
+"""The live WebSocket route: faces about once a second while a voice streams in, one identity,
+smoothed emotions, and every limit closing with its documented code."""
+
+import base64
+import io
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+from starlette.websockets import WebSocketDisconnect
+
+from ml import audio
+from ml.labels import EMOTIONS
+from tests.conftest import fixture_clips, make_client, wait_ready, wav_bytes
+
+
+def pcm16(x: np.ndarray) -> bytes:
+    return (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+@pytest.fixture(scope="module")
+def speech():
+    return np.tile(audio.decode(fixture_clips()["happy"]).samples, 2)  # about 8.6 s at 16 kHz
+
+
+@pytest.fixture()
+def live(tiny_weights, request):
+    overrides = getattr(request, "param", {})
+    with make_client(*tiny_weights, **overrides) as client:
+        wait_ready(client)
+        yield client
+
+
+def stream(ws, samples: np.ndarray, rate: int, chunk_s: float = 0.1) -> None:
+    step = int(rate * chunk_s)
+    for i in range(0, len(samples), step):
+        ws.send_bytes(pcm16(samples[i:i + step]))
+
+
+def speak(ws, samples: np.ndarray, rate: int = 16_000) -> list[dict]:
+    """Send a second at a time, in 0.1 s messages, and read the answer each second brings (a
+    client faster than real time that waits for its answers, so no window is dropped)."""
+    answers = []
+    for start in range(0, len(samples) - rate + 1, rate):
+        stream(ws, samples[start:start + rate], rate)
+        answers.append(ws.receive_json())
+    return answers
+
+
+def test_a_stream_gets_a_face_per_second_with_one_identity(live, speech):
+    """One answer per second of audio, at t = 1, 2, ... s, each with the connection's seed."""
+    with live.websocket_connect("/ws/speech-to-face?rate=16000&seed=7") as ws:
+        answers = speak(ws, speech)
+    assert len(answers) == 8 and all(a["type"] == "face" and a["seed"] == 7 and a["dropped"] == 0 for a in answers)
+    assert [a["t"] for a in answers] == [float(i) for i in range(1, 9)]
+    for a in answers:
+        assert set(a["probabilities"]) == set(EMOTIONS) and abs(sum(a["probabilities"].values()) - 1) < 1e-4
+        assert a["emotion"] == max(a["probabilities"], key=a["probabilities"].get)
+        assert Image.open(io.BytesIO(base64.b64decode(a["image_png_base64"]))).size == (48, 48)
+    # the face is the one /generate draws for the emotion and the connection's seed
+    png = live.get("/generate", params={"emotion": answers[-1]["emotion"], "seed": 7}).content
+    assert base64.b64decode(answers[-1]["image_png_base64"]) == png
+
+
+def test_probabilities_are_smoothed_over_hops(live, speech):
+    """Each answer is half the newest window's probabilities (the last 3 s, what /emotion says of
+    them) and half the running average."""
+    from service import live as live_mod
+
+    with live.websocket_connect("/ws/speech-to-face?seed=1") as ws:
+        answers = speak(ws, speech[:4 * 16_000])
+    raw = [live.post("/emotion", files={"file": ("w.wav", wav_bytes(speech[max(0, (k + 1) * 16_000 - 48_000):(k + 1) * 16_000]))})
+           .json()["probabilities"] for k in range(4)]
+    want = np.array([raw[0][e] for e in EMOTIONS])
+    for k, a in enumerate(answers):
+        if k:
+            want = live_mod.SMOOTHING * np.array([raw[k][e] for e in EMOTIONS]) + (1 - live_mod.SMOOTHING) * want
+        assert np.allclose([a["probabilities"][e] for e in EMOTIONS], want, atol=1e-3), k  # PCM rounding differs
+
+
+def test_other_rates_are_resampled(live, speech):
+    x48 = audio.resample(speech[:3 * 16_000], 16_000, 48_000)
+    with live.websocket_connect("/ws/speech-to-face?rate=48000") as ws:
+        answers = speak(ws, x48, 48_000)
+    assert [a["type"] for a in answers] == ["face"] * 3 and answers[-1]["t"] == pytest.approx(3.0, abs=0.01)
+
+
+def test_silence_is_said_not_drawn(live):
+    with live.websocket_connect("/ws/speech-to-face") as ws:
+        ws.send_bytes(bytes(2 * 16_000 * 2))
+        assert ws.receive_json()["type"] == "silence"
+
+
+def closed_with(ws) -> tuple[int, str]:
+    with pytest.raises(WebSocketDisconnect) as closed:
+        for _ in range(100):
+            ws.receive_json()
+    return closed.value.code, closed.value.reason
+
+
+@pytest.mark.parametrize("send, code, mentions", [
+    (lambda ws: ws.send_bytes(b"\x00\x01\x02"), 1007, "16-bit"),
+    (lambda ws: ws.send_text("hello"), 1003, "binary"),
+    (lambda ws: ws.send_bytes(bytes(64 * 1024 + 2)), 1009, "at most"),
+])
+def test_bad_messages_close_with_their_code(live, send, code, mentions):
+    with live.websocket_connect("/ws/speech-to-face") as ws:
+        send(ws)
+        got, reason = closed_with(ws)
+    assert got == code and mentions in reason
+    assert live.get("/health").status_code == 200
+
+
+@pytest.mark.parametrize("query", ["rate=1000", "rate=abc", "seed=-1", "seed=99999999999"])
+def test_bad_parameters_close_with_1008(live, query):
+    with live.websocket_connect(f"/ws/speech-to-face?{query}") as ws:
+        code, reason = closed_with(ws)
+    assert code == 1008 and query.split("=")[0] in reason
+
+
+@pytest.mark.parametrize("live", [{"api_key": "s3cret"}], indirect=True)
+def test_the_api_key_guards_the_stream(live, speech):
+    with live.websocket_connect("/ws/speech-to-face") as ws:
+        assert closed_with(ws)[0] == 1008
+    with live.websocket_connect("/ws/speech-to-face?api_key=s3cret") as ws:
+        stream(ws, speech[:int(1.2 * 16_000)], 16_000)
+        assert ws.receive_json()["type"] == "face"
+    with live.websocket_connect("/ws/speech-to-face", headers={"X-API-Key": "s3cret"}) as ws:
+        stream(ws, speech[:int(1.2 * 16_000)], 16_000)
+        assert ws.receive_json()["type"] == "face"
+
+
+@pytest.mark.parametrize("live", [{"max_streams": 1}], indirect=True)
+def test_streams_beyond_the_limit_get_1013_and_free_their_slot(live, speech):
+    with live.websocket_connect("/ws/speech-to-face") as first:
+        with live.websocket_connect("/ws/speech-to-face") as second:
+            code, reason = closed_with(second)
+        assert code == 1013 and "1 live streams" in reason
+        stream(first, speech[:int(1.2 * 16_000)], 16_000)
+        assert first.receive_json()["type"] == "face"
+    with live.websocket_connect("/ws/speech-to-face") as again:  # the slot came back
+        stream(again, speech[:int(1.2 * 16_000)], 16_000)
+        assert again.receive_json()["type"] == "face"
+
+
+@pytest.mark.parametrize("live", [{"stream_idle_s": 0.3, "stream_max_s": 1.0}], indirect=True)
+def test_idle_and_endless_streams_are_closed(live, speech):
+    with live.websocket_connect("/ws/speech-to-face") as ws:
+        t0 = time.monotonic()
+        assert closed_with(ws) == (1001, "nothing received for 0.3 s") and time.monotonic() - t0 < 3
+    with live.websocket_connect("/ws/speech-to-face") as ws:
+        for i in range(150):  # keeps sending, past the 1 s limit
+            ws.send_bytes(pcm16(speech[i * 800:(i + 1) * 800]))
+            time.sleep(0.01)
+        assert closed_with(ws) == (1000, "the stream reached its limit of 1 s")
+
+
+def test_the_server_refuses_an_oversized_message_before_buffering_it(tiny_weights):
+    """Over real HTTP, uvicorn's own limit closes a message over 64 KiB with 1009."""
+    import asyncio
+
+    import websockets
+
+    from tests.conftest import live_server
+
+    async def oversized(base: str) -> int:
+        async with websockets.connect(base.replace("http://", "ws://") + "/ws/speech-to-face") as ws:
+            await ws.send(bytes(200_000))
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 10)
+            return closed.value.rcvd.code
+
+    with live_server(*tiny_weights, log_level="WARNING") as (_, base):
+        assert asyncio.run(oversized(base)) == 1009
