@@ -1,5 +1,6 @@
-// Emoface demo page: record (encoded to 16-bit WAV here, since libsndfile cannot read the
-// browser's webm/opus), or upload, then POST to /speech-to-face with Accept: application/json.
+// Emoface demo page: record (encoded to 16-bit WAV here), or upload, then POST to /speech-to-face
+// with Accept: application/json; or go live: the microphone's 16-bit PCM over a WebSocket to
+// /ws/speech-to-face, with a face and bars that follow the voice about once a second.
 "use strict";
 const EMOTIONS = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"];
 const $ = (id) => document.getElementById(id);
@@ -18,12 +19,12 @@ async function problemText(response) {
   try { const p = await response.json(); return `${p.title}: ${p.detail}`; } catch { return `HTTP ${response.status}`; }
 }
 
-function showResult(r) {
+function showResult(r, caption) {
   $("result").hidden = false;
   $("emotion").textContent = r.emotion;
   $("confidence").textContent = `(${(100 * r.confidence).toFixed(1)}%)`;
   $("face").src = "data:image/png;base64," + r.image_png_base64;
-  $("caption").textContent = `seed ${r.seed} · ${r.duration_s.toFixed(2)} s at ${r.sample_rate} Hz`;
+  $("caption").textContent = caption;
   const bars = $("bars");
   bars.replaceChildren();
   for (const e of EMOTIONS) {
@@ -48,7 +49,8 @@ async function analyse(blob, filename) {
     method: "POST", body: form, headers: headers({ Accept: "application/json" }),
   });
   if (!response.ok) { setStatus(await problemText(response), true); return; }
-  showResult(await response.json());
+  const r = await response.json();
+  showResult(r, `seed ${r.seed} · ${r.duration_s.toFixed(2)} s at ${r.sample_rate} Hz`);
   setStatus("Done.");
 }
 
@@ -98,6 +100,55 @@ async function toggleRecording() {
   }
 }
 
+// --- live: the microphone's samples as 16-bit PCM messages on a WebSocket ---
+let live = null;
+function toPcm16(samples) {
+  const out = new Int16Array(samples.length);
+  for (let i = 0; i < samples.length; i++) out[i] = Math.max(-1, Math.min(1, samples[i])) * 0x7fff;
+  return out.buffer;
+}
+
+function stopLive(message, isError = false) {
+  if (!live) return;
+  const { ctx, stream, node, ws } = live;
+  live = null;
+  node.disconnect(); stream.getTracks().forEach((t) => t.stop()); ctx.close();
+  if (ws.readyState <= WebSocket.OPEN) ws.close(1000, "stopped");
+  $("live").textContent = "Live"; $("live").classList.remove("recording");
+  if (message) setStatus(message, isError);
+}
+
+async function toggleLive() {
+  if (live) { stopLive("Live stopped."); return; }
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+    let ctx;
+    try { ctx = new AudioContext({ sampleRate: 16000 }); } catch { ctx = new AudioContext(); }
+    const params = new URLSearchParams({ rate: String(ctx.sampleRate), seed: $("gen-seed").value || "7" });
+    const key = $("api-key").value.trim();
+    if (key) params.set("api_key", key);
+    const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/speech-to-face?${params}`);
+    const source = ctx.createMediaStreamSource(stream);
+    const node = ctx.createScriptProcessor(4096, 1, 1);
+    node.onaudioprocess = (e) => { if (ws.readyState === WebSocket.OPEN) ws.send(toPcm16(e.inputBuffer.getChannelData(0))); };
+    let faces = 0;
+    ws.onmessage = (event) => {
+      const r = JSON.parse(event.data);
+      if (r.type !== "face") { setStatus(`Live: ${faces} faces · silence at ${r.t.toFixed(0)} s`); return; }
+      faces += 1;
+      showResult(r, `seed ${r.seed} · live, ${r.t.toFixed(0)} s`);
+      setStatus(`Live: ${faces} faces · ${r.t.toFixed(0)} s`);
+    };
+    ws.onclose = (event) => { if (live && live.ws === ws) stopLive(`Live stream closed (${event.code}): ${event.reason}`, event.code !== 1000); };
+    source.connect(node); node.connect(ctx.destination);
+    live = { ctx, stream, node, ws };
+    $("live").textContent = "Stop live"; $("live").classList.add("recording");
+    setStatus("Live: speak…");
+  } catch (err) {
+    setStatus(`Microphone unavailable: ${err.message}`, true);
+  }
+}
+
 async function generate(event) {
   event.preventDefault();
   const params = new URLSearchParams({
@@ -112,5 +163,6 @@ async function generate(event) {
 
 for (const e of EMOTIONS) $("gen-emotion").add(new Option(e, e, e === "happy", e === "happy"));
 $("record").addEventListener("click", toggleRecording);
+$("live").addEventListener("click", toggleLive);
 $("upload").addEventListener("change", (e) => { const f = e.target.files[0]; if (f) analyse(f, f.name); });
 $("gen-form").addEventListener("submit", generate);

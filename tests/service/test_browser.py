@@ -22,8 +22,12 @@ def live_server_url():
         yield base
 
 
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
 @pytest.fixture(scope="module")
-def browser():
+def playwright():
     if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
         if os.environ.get("CI"):
             raise AssertionError(f"{CHROMIUM} is missing in CI: .ci/run installs Debian's chromium")
@@ -31,11 +35,14 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
-        yield b
-        b.close()
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright):
+    b = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    yield b
+    b.close()
 
 
 def test_upload_shows_emotion_bars_and_face(live_server_url, browser):
@@ -111,3 +118,30 @@ def test_api_docs_render_with_no_internet(live_server_url, browser):
     assert {"/emotion", "/generate", "/speech-to-face", "/health", "/ready"} <= {p.strip() for p in paths}, paths
     assert offsite == []
     context.close()
+
+
+def test_live_mode_follows_a_fake_microphone(live_server_url, playwright, tmp_path):
+    """Live mode in Chromium, a committed clip as the microphone (looped by Chromium): faces and
+    emotions arrive over the WebSocket while it plays, and Stop ends the stream."""
+    import soundfile as sf
+
+    data, sr = sf.read(fixture_clips()["happy"])
+    mic = tmp_path / "mic.wav"
+    sf.write(mic, data, sr, subtype="PCM_16")
+    b = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+        *ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={mic}", "--autoplay-policy=no-user-gesture-required"])
+    try:
+        page = b.new_context(permissions=["microphone"]).new_page()
+        page.goto(live_server_url + "/")
+        page.click("#live")
+        page.wait_for_function("/^Live: [3-9] faces/.test(document.getElementById('status').textContent)",
+                               timeout=30_000)
+        assert page.evaluate("document.getElementById('face').src").startswith("data:image/png;base64,")
+        assert page.text_content("#emotion") in ("neutral", "calm", "happy", "sad", "angry", "fearful",
+                                                 "disgust", "surprised")
+        assert page.locator("#bars .bar").count() == 8
+        page.click("#live")
+        assert page.text_content("#status") == "Live stopped." and page.text_content("#live") == "Live"
+    finally:
+        b.close()
