@@ -11,6 +11,8 @@
 
     async with AsyncClient("http://localhost:8000") as emoface:   # the same methods, awaited
         result = await emoface.emotion("clip.wav")
+        async for answer in emoface.live(pcm_chunks, rate=16000, seed=7):  # the live WebSocket
+            print(answer.t, answer.emotion)
 
 An error answer (problem+json) raises :class:`EmofaceError` with its status, problem type,
 detail and ``Retry-After``. This module imports httpx only, so it runs wherever the service's
@@ -20,7 +22,11 @@ and ``ml`` alone.
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
 import os
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Union
@@ -55,6 +61,19 @@ class Face:
     emotion: str
     seed: int
     confidence: float | None = None  # /speech-to-face only: the probability of ``emotion``
+
+
+@dataclass(frozen=True)
+class LiveAnswer:
+    """One answer of the live stream: ``kind`` "face" (with the rest) or "silence" (``t`` only)."""
+    kind: str
+    t: float  # seconds of audio the stream had received
+    emotion: str | None = None
+    confidence: float | None = None
+    probabilities: dict[str, float] | None = None
+    seed: int | None = None
+    png: bytes | None = None
+    dropped: int = 0  # hops the server skipped since the last answer, while it was busy
 
 
 def _upload(audio: Audio) -> dict[str, Any]:
@@ -152,6 +171,41 @@ class AsyncClient:
 
     async def ready(self) -> dict:
         return _checked(await self.http.get("/ready")).json()
+
+    async def live(self, chunks: AsyncIterable[bytes] | Iterable[bytes], *, rate: int = 16_000, seed: int | None = None,
+                   linger_s: float = 2.0) -> AsyncIterator[LiveAnswer]:
+        """Stream 16-bit mono PCM ``chunks`` at ``rate`` to ``/ws/speech-to-face`` and yield its
+        answers as they come; after the last chunk, answers are awaited for ``linger_s``. A close
+        with an error code raises :class:`EmofaceError` (status: the WebSocket code)."""
+        import websockets  # installed with uvicorn[standard]
+
+        params = {"rate": rate, **({} if seed is None else {"seed": seed})}
+        url = self.http.base_url.copy_with(scheme="wss" if self.http.base_url.scheme == "https" else "ws",
+                                           path="/ws/speech-to-face", params=params)
+        key = {k: v for k, v in self.http.headers.items() if k.lower() == "x-api-key"}
+        async with websockets.connect(str(url), additional_headers=key, max_size=2**22) as ws:
+            async def send() -> None:
+                if isinstance(chunks, AsyncIterable):
+                    async for chunk in chunks:
+                        await ws.send(chunk)
+                else:
+                    for chunk in chunks:
+                        await ws.send(chunk)
+                await asyncio.sleep(linger_s)
+                await ws.close()
+
+            sender = asyncio.create_task(send())
+            try:
+                async for message in ws:
+                    body = json.loads(message)
+                    png = body.pop("image_png_base64", None)
+                    yield LiveAnswer(kind=body.pop("type"), png=base64.b64decode(png) if png else None, **body)
+            except websockets.ConnectionClosedError as closed:
+                code = closed.rcvd.code if closed.rcvd else 1006
+                raise EmofaceError(code, "websocket-close", "Live stream closed",
+                                   closed.rcvd.reason if closed.rcvd else "connection lost", None) from None
+            finally:
+                sender.cancel()
 
     async def close(self) -> None:
         await self.http.aclose()

@@ -92,3 +92,34 @@ def test_the_readme_example_runs(server, tmp_path, capsys):
     exec(compile(code, "README.md", "exec"), {})
     printed = capsys.readouterr().out
     assert printed.split()[0] in EMOTIONS and printed.rstrip().endswith(" 7")
+
+
+def test_live_stream_helper_yields_faces_with_one_seed(server):
+    import numpy as np
+
+    from ml import audio
+
+    wave = audio.decode(fixture_clips()["happy"]).samples
+    pcm = (np.clip(wave, -1, 1) * 32767).astype("<i2").tobytes()
+
+    async def chunks():
+        for i in range(0, len(pcm), 3200):  # 0.1 s messages at 5x real time
+            yield pcm[i:i + 3200]
+            await asyncio.sleep(0.02)
+
+    async def run():
+        async with AsyncClient(server) as emoface:
+            return [a async for a in emoface.live(chunks(), rate=16_000, seed=5, linger_s=1.0)]
+
+    answers = asyncio.run(run())
+    faces = [a for a in answers if a.kind == "face"]
+    assert faces and all(a.seed == 5 and a.emotion in EMOTIONS for a in faces)
+    assert Image.open(io.BytesIO(faces[-1].png)).size == (48, 48) and faces[-1].t <= len(wave) / 16_000 + 0.2
+
+    async def bad_rate():
+        async with AsyncClient(server) as emoface:
+            return [a async for a in emoface.live([b"\x00\x00"], rate=1000)]
+
+    with pytest.raises(EmofaceError) as closed:
+        asyncio.run(bad_rate())
+    assert closed.value.status == 1008 and "rate" in closed.value.detail
