@@ -18,9 +18,12 @@ dropped (counted in ``dropped``), so a slow model never builds a queue.
 
 Closing codes: 1000 the stream reached ``EMOFACE_STREAM_MAX_S``; 1001 idle for
 ``EMOFACE_STREAM_IDLE_S``, or the service is shutting down; 1003 a text message; 1007 a binary
-message of an odd length (not 16-bit samples); 1008 a bad ``rate`` or ``seed`` or a missing or
-wrong API key; 1009 a message over :data:`MAX_MESSAGE_BYTES`; 1011 the model failed; 1013 the
-service is not ready or holds ``EMOFACE_MAX_STREAMS`` streams already. The reason says which.
+message of an odd length (not 16-bit samples); 1008 a bad ``rate`` or ``seed``, a missing or
+wrong API key, or a client that stopped reading; 1009 a message over :data:`MAX_MESSAGE_BYTES`;
+1011 the model failed; 1013 the service is not ready or holds ``EMOFACE_MAX_STREAMS`` streams
+already. The reason says which. A client that stops reading costs its socket buffers at most:
+once they are full, the next answer waits :data:`SEND_TIMEOUT_S` and the stream is closed (and
+in any case at ``EMOFACE_STREAM_MAX_S``).
 """
 
 from __future__ import annotations

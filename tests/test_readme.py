@@ -144,13 +144,19 @@ def test_abuse_benchmark_command(tmp_path):
 
 @pytest.mark.slow
 def test_stream_benchmark_command(tmp_path):
-    """The README's line, shortened by flags (2 streams, 3 s)."""
+    """The README's line, shortened by flags (2 streams, 3 s), with the abuse (about a minute)."""
     (line,) = commands("python tests/perf/bench_stream.py")
     run = line.replace("--out tests/perf/results", f"--out {tmp_path}") + " --seconds 3 --streams 2"
     out = subprocess.run(["bash", "-c", run], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    (level,) = json.loads((tmp_path / "stream.json").read_text())["levels"]
+    result = json.loads((tmp_path / "stream.json").read_text())
+    (level,) = result["levels"]
     assert level["streams"] == 2 and level["answers"] + level["dropped"] >= 4 and level["p50_ms"] > 0
+    abuse = result["abuse"]  # every abuse ends by its own limit
+    assert set(abuse["idle_200"]) <= {"1001", "1013"} and abuse["oversized_20"] == {"1009": 20}
+    # a client that never reads cannot read a close frame either: it sees the connection drop (1006)
+    assert abuse["endless"]["code"] == 1000 and abuse["never_reads"]["code"] in (1000, 1006, 1008)
+    assert abuse["rss_after_vs_before_pct"] < 20
 
 
 def _numbers(value) -> list[float]:
