@@ -15,9 +15,9 @@
             print(answer.t, answer.emotion)
 
 An error answer (problem+json) raises :class:`EmofaceError` with its status, problem type,
-detail and ``Retry-After``. This module imports httpx only, so it runs wherever the service's
-package is installed; it lives in ``service/`` because the project's top level is the service
-and ``ml`` alone.
+detail and ``Retry-After``. The client needs httpx (and websockets for ``live()``), both installed
+with the package; ``python -m service.client live clip.wav`` streams a recording as if spoken
+now. It lives in ``service/`` because the project's top level is the service and ``ml`` alone.
 """
 
 from __future__ import annotations
@@ -215,3 +215,55 @@ class AsyncClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+def _pcm_chunks(path: str, rate: int, speed: float):
+    """The recording at ``path`` as 0.1 s messages of 16-bit mono PCM at ``rate``, paced at
+    ``speed`` x real time (0: as fast as possible). Decoded by the service's own decoders."""
+    import numpy as np
+
+    from ml import audio
+
+    samples = audio.decode(path).samples  # mono, 16 kHz
+    if rate != audio.SAMPLE_RATE:
+        samples = audio.resample(samples, audio.SAMPLE_RATE, rate)
+    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
+    step = 2 * rate // 10
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for i in range(0, len(pcm), step):
+            yield pcm[i:i + step]
+            if speed:
+                await asyncio.sleep(0.1 / speed)
+
+    return chunks()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m service.client live clip.wav``: stream a recording to the live route as if it
+    were spoken now, and print each answer."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--url", default="http://localhost:8000")
+    p.add_argument("--api-key")
+    sub = p.add_subparsers(dest="command", required=True)
+    live = sub.add_parser("live", help="stream a recording to /ws/speech-to-face and print the answers")
+    live.add_argument("path")
+    live.add_argument("--seed", type=int)
+    live.add_argument("--speed", type=float, default=1.0, help="x real time (0: as fast as possible)")
+    args = p.parse_args(argv)
+
+    async def run() -> None:
+        async with AsyncClient(args.url, api_key=args.api_key) as emoface:
+            async for a in emoface.live(_pcm_chunks(args.path, 16_000, args.speed), seed=args.seed):
+                if a.kind == "face":
+                    print(f"t={a.t:.1f} s  {a.emotion} {a.confidence:.2f}  seed {a.seed}  {len(a.png)} B PNG", flush=True)
+                else:
+                    print(f"t={a.t:.1f} s  silence", flush=True)
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 import soundfile as sf
@@ -31,7 +32,7 @@ def commands(prefix: str) -> list[str]:
 
 def test_every_command_is_covered_by_one_of_these_tests():
     covered = ("pip install", "curl ", "docker compose up", "python tests/perf/", "apt-get install -y wrk && ",
-               "python -m ml.")
+               "python -m ml.", "python -m service.client ")
     assert len(readme_commands()) >= 15
     assert [c for c in readme_commands() if not c.startswith(covered)] == []
     assert all(c.endswith("--dry-run") for c in commands("python -m ml.")), "only --dry-run forms belong here"
@@ -87,6 +88,18 @@ def test_curl_example(served, line):
     else:
         body = json.loads(out.stdout)
         assert body["emotion"] in body["probabilities"]
+
+
+@pytest.mark.parametrize("line", commands("python -m service.client "))
+def test_client_command(served, line):
+    """The live example against the served app, as fast as it can send (--speed 0)."""
+    port, folder = served
+    run = line.replace("python -m service.client", f"{sys.executable} -m service.client --url http://127.0.0.1:{port}")
+    out = subprocess.run(["bash", "-c", run + " --speed 0"], cwd=folder, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    assert lines and all(line.startswith("t=") for line in lines) and "seed" in lines[0]
 
 
 @pytest.mark.data

@@ -16,7 +16,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.conftest import ROOT, fixture_clips, free_port
+from ml import audio
+from tests.conftest import ROOT, container_bytes, fixture_clips, free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 ENGINE_SCRIPT = ROOT.parent / "shared" / "tools" / "docker-engine.sh"
@@ -91,6 +92,11 @@ def test_compose_serves_and_stops_cleanly(compose):
         assert happy.status_code == 200 and Image.open(io.BytesIO(happy.content)).size == (48, 48)
         bad = client.post("/emotion", content=b"junk", headers={"Content-Type": "audio/wav"})
         assert bad.status_code == 415 and bad.headers["content-type"].startswith("application/problem+json")
+        # a phone's M4A: FFmpeg, in the container's decoder child
+        wave = audio.decode(fixture_clips()["happy"]).samples
+        memo = client.post("/emotion", files={"file": ("memo.m4a", container_bytes(wave, audio.SAMPLE_RATE, "m4a"))})
+        assert memo.status_code == 200 and memo.json()["emotion"] == emotion["emotion"], memo.text
+    assert _one_live_answer(base, wave)["type"] == "face"
 
     # stop while a slow request (a 16-face grid at 1024 px) is in flight: it must complete
     result: dict = {}
@@ -109,6 +115,23 @@ def test_compose_serves_and_stops_cleanly(compose):
     print(f"docker compose stop with a request in flight: {stop_s:.1f} s; request -> {result}")
     assert result.get("status") == 200 and result["bytes"] > 0, result
     assert stop_s < 10, f"stopping took {stop_s:.1f} s"
+
+
+def _one_live_answer(base: str, wave) -> dict:
+    """Open the live WebSocket route on the container, send 1.2 s of speech, read one answer."""
+    import asyncio
+
+    import numpy as np
+    import websockets
+
+    async def run() -> dict:
+        async with websockets.connect(base.replace("http://", "ws://") + "/ws/speech-to-face?seed=3") as ws:
+            pcm = (np.clip(wave[:int(1.2 * audio.SAMPLE_RATE)], -1, 1) * 32767).astype("<i2").tobytes()
+            for i in range(0, len(pcm), 3200):
+                await ws.send(pcm[i:i + 3200])
+            return json.loads(await asyncio.wait_for(ws.recv(), 30))
+
+    return asyncio.run(run())
 
 
 def test_image_size(compose):
