@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import fractions
 import io
 import os
 from pathlib import Path
@@ -193,10 +194,12 @@ def live_server(ser: Path, gen: Path, **overrides):
 
 #: The containers and codecs phones, browsers and cameras record in, as (PyAV format, codec, rate):
 #: iPhone voice memos (M4A/AAC), video sound tracks (MP4, MOV), browsers' MediaRecorder (WebM/Opus),
-#: Matroska, Android 3GP (AMR-NB, 8 kHz). PyAV's FFmpeg has no AMR-WB encoder, so no AMR-WB fixture.
+#: Matroska, WebM/Vorbis (FFmpeg's own Vorbis encoder: stereo only), Android 3GP (AMR-NB, 8 kHz).
+#: PyAV's FFmpeg has no AMR-WB encoder, so AMR-WB is decoded but has no fixture.
 CONTAINERS = {"m4a": ("ipod", "aac", 44_100), "mp4": ("mp4", "aac", 48_000), "mov": ("mov", "aac", 44_100),
               "webm": ("webm", "libopus", 48_000), "mkv": ("matroska", "libopus", 48_000),
-              "3gp": ("3gp", "libopencore_amrnb", 8_000)}
+              "webm-vorbis": ("webm", "vorbis", 48_000), "3gp": ("3gp", "libopencore_amrnb", 8_000)}
+STEREO_ONLY = {"vorbis"}
 
 
 def container_bytes(wave: np.ndarray, rate: int, kind: str, channels: int = 1) -> bytes:
@@ -206,15 +209,17 @@ def container_bytes(wave: np.ndarray, rate: int, kind: str, channels: int = 1) -
     from ml import audio
 
     fmt, codec, out_rate = CONTAINERS[kind]
+    channels = 2 if codec in STEREO_ONLY else channels
     buf = io.BytesIO()
     with av.open(buf, "w", format=fmt) as container:
         layout = "mono" if channels == 1 else "stereo"
         stream = container.add_stream(codec, rate=out_rate, layout=layout)
+        stream.codec_context.options = {"strict": "experimental"}  # FFmpeg's Vorbis encoder asks for it
         y = audio.resample(wave.astype(np.float32), rate, out_rate) if out_rate != rate else wave
         pcm = (np.clip(y, -1, 1) * 32767).astype(np.int16)
         frame = av.AudioFrame.from_ndarray(np.repeat(pcm[None, :], channels, 0).T.reshape(1, -1).copy(),
                                            format="s16", layout=layout)
-        frame.sample_rate = out_rate
+        frame.sample_rate, frame.pts, frame.time_base = out_rate, 0, fractions.Fraction(1, out_rate)
         for packet in [*stream.encode(frame), *stream.encode(None)]:
             container.mux(packet)
     return buf.getvalue()

@@ -28,7 +28,7 @@ def test_each_format_decodes_to_the_emotion_of_its_wav(kind, recognizer, waves):
         audio.decode(container_bytes(waves["happy"], audio.SAMPLE_RATE, kind))
     decoded = [audio.decode_container(container_bytes(w, audio.SAMPLE_RATE, kind)) for w in waves.values()]
     for d, w in zip(decoded, waves.values()):
-        assert d.input_sample_rate == CONTAINERS[kind][2] and d.channels == 1
+        assert d.input_sample_rate == CONTAINERS[kind][2] and d.channels == (2 if kind == "webm-vorbis" else 1)
         assert abs(d.duration_s - len(w) / audio.SAMPLE_RATE) < 0.1
     heard = recognizer.predict([d.samples for d in decoded]).argmax(1)
     wav = recognizer.predict(list(waves.values())).argmax(1)

@@ -12,7 +12,7 @@ from service import decoding
 from tests.conftest import CONTAINERS, assert_problem, container_bytes, fixture_clips, wav_bytes
 
 MIME = {"m4a": "audio/mp4", "mp4": "video/mp4", "mov": "video/quicktime", "webm": "audio/webm",
-        "mkv": "video/x-matroska", "3gp": "audio/3gpp"}
+        "mkv": "video/x-matroska", "webm-vorbis": "audio/webm", "3gp": "audio/3gpp"}
 
 
 @pytest.fixture(scope="module")
