@@ -66,3 +66,43 @@ def test_limits_hold_while_decoding_not_only_in_the_header(waves):
     with pytest.raises(audio.AudioTooLargeError):
         audio.decode_container(data, max_samples=48_000 * 5)
     assert audio.decode_container(data).duration_s == pytest.approx(len(long) / audio.SAMPLE_RATE, abs=0.1)
+
+
+def lie_about_duration(data: bytes, factor: float) -> bytes:
+    """The file with the duration its header declares multiplied by ``factor``: the MP4 family's
+    media header (``mdhd``), Matroska's and WebM's segment Duration (EBML 0x4489, a float)."""
+    import struct
+
+    out = bytearray(data)
+    if (i := data.find(b"mdhd")) >= 0:
+        version = data[i + 4]
+        at, size = (i + 20, ">I") if version == 0 else (i + 28, ">Q")
+        (duration,) = struct.unpack_from(size, data, at)
+        struct.pack_into(size, out, at, int(duration * factor))
+        return bytes(out)
+    i = data.find(b"\x44\x89")
+    assert i >= 0, "no duration to lie about"
+    fmt = ">d" if data[i + 2] == 0x88 else ">f"
+    (duration,) = struct.unpack_from(fmt, data, i + 3)
+    struct.pack_into(fmt, out, i + 3, duration * factor)
+    return bytes(out)
+
+
+@pytest.mark.parametrize("kind", sorted(CONTAINERS))
+def test_a_header_that_lies_about_the_duration_changes_nothing(kind, waves):
+    """Claiming ten times the duration it holds: Matroska and WebM read as a cut file (415); the
+    MP4 family's demuxer times the stream by its sample tables, so the lie is ignored and the
+    whole recording decodes. Never is part of a file passed off as the whole. Claiming a tenth,
+    the duration limit still holds: while decoding where the header is believed (Matroska), from
+    the sample tables where it is not (MP4)."""
+    data = container_bytes(waves["happy"], audio.SAMPLE_RATE, kind)  # about 4.3 s
+    true = audio.decode_container(lie_about_duration(data, 1.0)).duration_s
+    assert true > 4
+    try:
+        longer = audio.decode_container(lie_about_duration(data, 10.0))
+    except audio.AudioDecodeError as refused:
+        assert "declares" in str(refused) and kind in ("webm", "mkv", "webm-vorbis")
+    else:
+        assert longer.duration_s == true and kind in ("m4a", "mp4", "mov", "3gp")
+    with pytest.raises(audio.AudioTooLongError):
+        audio.decode_container(lie_about_duration(data, 0.1), max_duration_s=2.0)
