@@ -20,10 +20,17 @@ def waves():
     return {emotion: audio.decode(path).samples for emotion, path in fixture_clips().items()}
 
 
+#: Clips whose answer a format's codec changes: a limit of the SER, not of decoding (AMR-WB's
+#: 6.4-7 kHz band is synthesised; the happy clip is then heard as angry, 0.56). Listed so that
+#: a change either way fails the test.
+CODEC_CHANGES = {"awb": {"happy"}}
+
+
 @pytest.mark.parametrize("kind", sorted(CONTAINERS))
 def test_each_format_decodes_to_the_emotion_of_its_wav(kind, recognizer, waves):
     """libsndfile reads none of these; each of the 8 fixture clips, encoded in the format, gives
-    the shipped SER's answer for the clip itself, at about the clip's duration."""
+    the shipped SER's answer for the clip itself (but for :data:`CODEC_CHANGES`), at about the
+    clip's duration."""
     with pytest.raises(audio.UnknownFormatError):
         audio.decode(container_bytes(waves["happy"], audio.SAMPLE_RATE, kind))
     decoded = [audio.decode_container(container_bytes(w, audio.SAMPLE_RATE, kind)) for w in waves.values()]
@@ -32,7 +39,8 @@ def test_each_format_decodes_to_the_emotion_of_its_wav(kind, recognizer, waves):
         assert abs(d.duration_s - len(w) / audio.SAMPLE_RATE) < 0.1
     heard = recognizer.predict([d.samples for d in decoded]).argmax(1)
     wav = recognizer.predict(list(waves.values())).argmax(1)
-    assert [EMOTIONS[i] for i in heard] == [EMOTIONS[i] for i in wav]
+    changed = {clip for clip, a, b in zip(waves, heard, wav) if a != b}
+    assert changed == CODEC_CHANGES.get(kind, set()), [EMOTIONS[i] for i in heard]
 
 
 def test_channels_are_mixed_like_libsndfile_input(waves):
@@ -96,6 +104,10 @@ def test_a_header_that_lies_about_the_duration_changes_nothing(kind, waves):
     the duration limit still holds: while decoding where the header is believed (Matroska), from
     the sample tables where it is not (MP4)."""
     data = container_bytes(waves["happy"], audio.SAMPLE_RATE, kind)  # about 4.3 s
+    if kind == "awb":  # a bare stream of AMR frames declares no duration: only the frames count
+        with pytest.raises(audio.AudioTooLongError):
+            audio.decode_container(data, max_duration_s=2.0)
+        return
     true = audio.decode_container(lie_about_duration(data, 1.0)).duration_s
     assert true > 4
     try:
