@@ -5,7 +5,9 @@ FFmpeg parses containers and codecs of every kind, which is a large surface for 
 file: in a child, a crash (a signal) or a hang (past ``EMOFACE_DECODE_TIMEOUT_S``, then killed)
 fails that request alone with a 415, and the service goes on. The children fork from a
 forkserver that has imported the decoder once, so a decode starts in milliseconds, never from
-the service's own threads. The same limits as libsndfile's hold inside the child
+the service's own threads. The forkserver starts with the first such upload, not with the
+service: it holds about 240 MB (``ml.audio`` imports torch), which a service that never sees an
+M4A or a WebM should not pay. The same limits as libsndfile's hold inside the child
 (``ml.audio.decode_container``), and the semaphore ``EMOFACE_MAX_DECODES`` bounds them all.
 """
 
@@ -15,8 +17,6 @@ import logging
 import multiprocessing
 from collections.abc import Callable
 from typing import BinaryIO
-
-import numpy as np
 
 from ml import audio
 
@@ -80,11 +80,3 @@ def _run(target: Callable[..., audio.DecodedAudio], data: bytes, max_duration_s:
     conn.send(result)
     conn.close()
 
-
-def warm() -> None:
-    """Start the forkserver (it imports the decoder once), so the first upload does not wait for it."""
-    decode_isolated(b"", max_duration_s=1.0, timeout_s=60.0, target=_nothing)
-
-
-def _nothing(data: bytes, *, max_duration_s: float) -> audio.DecodedAudio:
-    return audio.DecodedAudio(np.zeros(0, np.float32), audio.SAMPLE_RATE, 1, 0.0)

@@ -16,7 +16,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
-from service import decoding, errors, live
+from service import errors, live
 from service.admission import Drain
 from service.config import STATIC_DIR, Settings
 from service.engines import load_engines, warm_up
@@ -78,12 +78,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             engines.ready.set()
         log.info("models loaded in %.3fs", time.perf_counter() - t0)
         trim = asyncio.create_task(return_freed_memory())
-        forkserver = asyncio.create_task(asyncio.to_thread(decoding.warm))  # FFmpeg's decoder children start fast
         try:
             yield
         finally:
             trim.cancel()
-            forkserver.cancel()
             if warm is not None and not warm.done():
                 warm.cancel()
             await engines.ser.stop()
