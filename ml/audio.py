@@ -104,7 +104,7 @@ class AudioError(ValueError):
 
 
 class AudioDecodeError(AudioError):
-    """The bytes are not audio that libsndfile can decode."""
+    """The bytes are not audio that libsndfile (or, for other containers, FFmpeg) can decode."""
 
 
 class UnknownFormatError(AudioDecodeError):
@@ -197,8 +197,9 @@ def decode_container(source: bytes | str | Path | BinaryIO, *, max_duration_s: f
     header that lies stops at the limit. A stream that changes its rate or channels midway, or
     that ends well before the duration its header declares (a cut or damaged file, which FFmpeg
     would otherwise decode in part), is refused. A file that declares no duration (a browser's
-    live WebM recording) is decoded as far as it goes. FFmpeg runs in this process: the service calls this in a child process of its own
-    (``service/decoding.py``), where a crash or a hang costs that request alone.
+    live WebM recording) is decoded as far as it goes. FFmpeg runs in this process: the service
+    calls this in a child process of its own (``service/decoding.py``), where a crash or a hang
+    costs that request alone.
     """
     import av  # FFmpeg in a wheel; imported here, so what only reads WAV and FLAC never loads it
 

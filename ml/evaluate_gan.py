@@ -65,8 +65,9 @@ def draw_faces(spec: str, n: int, first_seed: int) -> tuple[np.ndarray, dict]:
     return faces, {"path": path, "sha256": loaded.sha256, "latent_scale": float(scale) if scale else None}
 
 
-def judge_real(judge, x: np.ndarray, y: np.ndarray, other_x: np.ndarray, other_y: np.ndarray) -> dict:
-    """The judge on the real faces of the split, and the real-vs-real floors from the other split."""
+def judge_real(judge, x: np.ndarray, y: np.ndarray, other_x: np.ndarray, other_y: np.ndarray) -> tuple[dict, np.ndarray]:
+    """The judge on the real faces of the split, and the real-vs-real floors from the other
+    split; with the judge's features of the split's faces, which generated faces are compared with."""
     pred, feat = classify(judge, x)
     _, other_feat = classify(judge, other_x)
     share = np.bincount(y, minlength=len(FER_CLASSES)) / len(y)
@@ -78,11 +79,10 @@ def judge_real(judge, x: np.ndarray, y: np.ndarray, other_x: np.ndarray, other_y
     return {"recall": recall, "accuracy_mean": mean_present(recall.values()), "accuracy": float((pred == y).mean()),
             "share": share.tolist(),
             "fd_floor": frechet_distance(other_feat, feat, other_w), "kid_floor": kernel_distance(other_feat, feat, other_w),
-            "diversity": diversity, "diversity_floor": other_div, "diversity_floor_min": min(other_div.values()),
-            "_feat": feat}
+            "diversity": diversity, "diversity_floor": other_div, "diversity_floor_min": min(other_div.values())}, feat
 
 
-def judge_faces(judge, faces: np.ndarray, real: dict) -> dict:
+def judge_faces(judge, faces: np.ndarray, real: dict, real_feat: np.ndarray) -> dict:
     k, n = faces.shape[:2]
     pred, feat = classify(judge, faces.reshape(k * n, 48, 48))
     labels = np.repeat(np.arange(k), n)
@@ -91,8 +91,8 @@ def judge_faces(judge, faces: np.ndarray, real: dict) -> dict:
     diversity = {name: mean_pairwise(feat[labels == c]) / max(real["diversity"][name], 1e-8)
                  for c, name in enumerate(FER_CLASSES)}
     return {"accuracy": accuracy, "accuracy_mean": float(np.mean(list(accuracy.values()))),
-            "accuracy_min": min(accuracy.values()), "fd": frechet_distance(feat, real["_feat"], weights),
-            "kid": kernel_distance(feat, real["_feat"], weights), "diversity": diversity,
+            "accuracy_min": min(accuracy.values()), "fd": frechet_distance(feat, real_feat, weights),
+            "kid": kernel_distance(feat, real_feat, weights), "diversity": diversity,
             "diversity_min": min(diversity.values())}
 
 
@@ -110,17 +110,17 @@ def evaluate(args: argparse.Namespace) -> dict:
         result["generators"][name] = {**info, "identity_ratio": identity_ratio(faces)}
     for spec in args.judge:
         name, path = named(spec)
-        judge = checkpoint.load(path, arch="fer-classifier", labels=FER_CLASSES).model
-        real = judge_real(judge, x, y, ox, oy)
-        scores = {g: judge_faces(judge, faces, real) for g, faces in drawn.items()}
-        real.pop("_feat")
-        result["judges"][name] = {"path": path, "sha256": checkpoint.file_sha256(path), "real": real, "generators": scores}
+        loaded = checkpoint.load(path, arch="fer-classifier", labels=FER_CLASSES)
+        real, real_feat = judge_real(loaded.model, x, y, ox, oy)
+        scores = {g: judge_faces(loaded.model, faces, real, real_feat) for g, faces in drawn.items()}
+        result["judges"][name] = {"path": path, "sha256": loaded.sha256, "real": real, "generators": scores}
         log.info("judge %s: %s", name, {g: (round(s["accuracy_mean"], 3), round(s["fd"], 2)) for g, s in scores.items()})
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "gan_eval.json").write_text(json.dumps(result, indent=1))
-    (out / "gan_eval.md").write_text(markdown(result))
-    print(markdown(result))
+    table = markdown(result)
+    (out / "gan_eval.md").write_text(table)
+    print(table)
     return result
 
 

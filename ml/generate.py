@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -52,9 +52,6 @@ class Drawing:
     def with_scale(self, scale: float) -> Drawing:
         """One latent scale for every class."""
         return Drawing((float(scale),) * len(FER_CLASSES))
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def latent_for_seed(seed: int, latent_dim: int) -> torch.Tensor:

@@ -113,6 +113,7 @@ def standing_stats(generator: torch.nn.Module, batch: int = 256, batches: int = 
     norms = [m for m in generator.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     device = next(generator.parameters()).device
     g = torch.Generator().manual_seed(seed)
+    momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # cumulative average
@@ -120,8 +121,8 @@ def standing_stats(generator: torch.nn.Module, batch: int = 256, batches: int = 
     for _ in range(batches):
         z = torch.randn(batch, generator.config.latent_dim, generator=g).to(device)
         generator(z, torch.randint(0, len(FER_CLASSES), (batch,), generator=g).to(device))
-    for m in norms:
-        m.momentum = 0.1
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
     generator.eval()
 
 
