@@ -217,18 +217,16 @@ class AsyncClient:
         await self.close()
 
 
-def _pcm_chunks(path: str, rate: int, speed: float):
-    """The recording at ``path`` as 0.1 s messages of 16-bit mono PCM at ``rate``, paced at
-    ``speed`` x real time (0: as fast as possible). Decoded by the service's own decoders."""
+def _pcm_chunks(path: str, speed: float):
+    """The recording at ``path`` as 0.1 s messages of 16-bit mono PCM at 16 kHz, paced at
+    ``speed`` x real time (0: as fast as possible). Decoded by the service's own decoder."""
     import numpy as np
 
     from ml import audio
 
-    samples = audio.decode(path).samples  # mono, 16 kHz
-    if rate != audio.SAMPLE_RATE:
-        samples = audio.resample(samples, audio.SAMPLE_RATE, rate)
+    samples = audio.decode(path).samples  # mono, at audio.SAMPLE_RATE
     pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
-    step = 2 * rate // 10
+    step = 2 * audio.SAMPLE_RATE // 10
 
     async def chunks() -> AsyncIterator[bytes]:
         for i in range(0, len(pcm), step):
@@ -256,7 +254,7 @@ def main(argv: list[str] | None = None) -> None:
 
     async def run() -> None:
         async with AsyncClient(args.url, api_key=args.api_key) as emoface:
-            async for a in emoface.live(_pcm_chunks(args.path, 16_000, args.speed), seed=args.seed):
+            async for a in emoface.live(_pcm_chunks(args.path, args.speed), rate=16_000, seed=args.seed):
                 if a.kind == "face":
                     print(f"t={a.t:.1f} s  {a.emotion} {a.confidence:.2f}  seed {a.seed}  {len(a.png)} B PNG", flush=True)
                 else:
