@@ -18,9 +18,9 @@ from starlette.datastructures import UploadFile
 
 from ml import audio
 from ml.labels import EMOTIONS, fer_index, normalize_emotion
-from service.config import STATIC_DIR
 from service import decoding
 from service.admission import Guard
+from service.config import STATIC_DIR
 from service.deps import Auth, Guarded, Models
 from service.engines import Engines
 from service.errors import Problem
