@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     max_body_mb: float = Field(25.0, gt=0, description="largest accepted request body")
     max_audio_s: float = Field(60.0, gt=0, description="longest accepted recording")
     max_batch_size: int = Field(64, ge=1, le=1024, description="largest micro-batch per forward pass")
+    generator_workers: int = Field(0, ge=0, description="generator batches drawn at once, each on one CPU thread "
+                                                        "(0 = one per CPU core on a CPU, 1 on a GPU)")
     max_batch_wait_ms: float = Field(2.0, ge=0, description="how long a request waits for others to join its batch")
     max_queue_clips: int = Field(128, ge=1, description="recordings admitted at once (decoding, queued or "
                                                           "being heard); more get 503 with Retry-After")

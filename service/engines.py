@@ -78,9 +78,12 @@ def load_engines(settings: Settings, metrics: Metrics, drain: Drain | None = Non
     ser = MicroBatcher(functools.partial(hear, recognizer), name="ser", max_batch=settings.max_batch_size,
                        max_wait_s=wait, on_batch=metrics.observe_batch, max_queue=4 * settings.max_queue_clips,
                        timeout_s=settings.queue_timeout_s)
+    # on a CPU each face is drawn on one thread (bit-exactness, ml.generate), so it takes one batch
+    # per core to use the machine; on a GPU one stream of batches
+    workers = settings.generator_workers or (1 if device.type != "cpu" else os.cpu_count() or 1)
     faces = MicroBatcher(functools.partial(render_items, generator), name="generator",
                          max_batch=settings.max_batch_size, max_wait_s=wait, on_batch=metrics.observe_batch,
-                         max_queue=4 * settings.max_queue_faces, timeout_s=settings.queue_timeout_s)
+                         max_queue=4 * settings.max_queue_faces, timeout_s=settings.queue_timeout_s, workers=workers)
     decodes = asyncio.Semaphore(settings.max_decodes or os.cpu_count() or 1)
     return Engines(settings, device, ser, faces, models, clips=Budget("emotion", settings.max_queue_clips),
                    face_work=Budget("face", settings.max_queue_faces), decodes=decodes, drain=drain or Drain())

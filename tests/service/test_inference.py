@@ -5,11 +5,12 @@ request is gone or late is never started."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import pytest
 
-from service.inference import DeadlineExceeded, MicroBatcher, Overloaded
+from service.inference import MIN_SPLIT, DeadlineExceeded, MicroBatcher, Overloaded
 
 
 def _run(fn, batches: list[list[int]]) -> list[list[object]]:
@@ -122,3 +123,56 @@ def test_max_batch_bounds_every_pass(max_batch):
             await b.stop()
 
     assert asyncio.run(main()) == list(range(5)) and max(sizes) == max_batch
+
+
+def test_with_two_workers_a_large_batch_is_shared_and_both_halves_run_at_once():
+    """Two idle workers share a batch of 16 (8 + 8) and run at the same time: each part waits
+    at a barrier that only opens when the other part has arrived too."""
+    barrier = threading.Barrier(2, timeout=5)
+    sizes: list[int] = []
+
+    def fn(xs):
+        sizes.append(len(xs))
+        barrier.wait()  # BrokenBarrierError (a failed test) unless both parts run concurrently
+        return [x * 2 for x in xs]
+
+    async def main():
+        b = MicroBatcher(fn, name="t", max_batch=64, max_wait_s=0.05, workers=2)
+        b.start()
+        try:
+            return await asyncio.wait_for(asyncio.gather(*(b.submit(i) for i in range(16))), 10)
+        finally:
+            await b.stop()
+
+    assert asyncio.run(main()) == [2 * i for i in range(16)]
+    assert sorted(sizes) == [8, 8], sizes
+
+
+def test_a_small_batch_is_not_split_and_a_busy_worker_is_not_waited_for():
+    """Below 2 x MIN_SPLIT items a batch stays whole; while one worker is busy, the other takes
+    the next batch instead of waiting."""
+    started: list[list[int]] = []
+    release = threading.Event()
+
+    def fn(xs):
+        started.append(list(xs))
+        if xs[0] == 0:
+            release.wait(5)  # the first batch holds its worker
+        return xs
+
+    async def main():
+        b = MicroBatcher(fn, name="t", max_batch=64, max_wait_s=0.02, workers=2)
+        b.start()
+        try:
+            first = asyncio.gather(*(b.submit(i) for i in range(MIN_SPLIT)))
+            await asyncio.sleep(0.1)
+            second = await asyncio.wait_for(asyncio.gather(*(b.submit(i) for i in range(100, 103))), 5)
+            release.set()
+            return await first, second
+        finally:
+            release.set()
+            await b.stop()
+
+    first, second = asyncio.run(main())
+    assert first == list(range(MIN_SPLIT)) and second == [100, 101, 102]
+    assert started == [list(range(MIN_SPLIT)), [100, 101, 102]]
