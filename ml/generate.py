@@ -14,7 +14,7 @@ Three rules live here, not in the network:
   threads. The network's first layer computes each face alone (``RowLinear``); the transposed
   convolutions are split by oneDNN unlike a single face's on more than one intra-op thread, so on
   CPU a batch is drawn on one (the calling thread's own OpenMP setting, restored after; the
-  service runs the generator on its own worker thread and gains its throughput from batching).
+  service draws on worker threads, one batch per core at once, and gains from batching).
   A GPU's kernels promise no such thing, so none is claimed there.
 """
 
