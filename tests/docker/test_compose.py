@@ -1,5 +1,5 @@
-"""End to end: build the CPU image, `docker compose up`, call the three endpoints, stop it while
-a request is in flight. Needs root (to start a local engine with ../shared/tools/docker-engine.sh);
+"""End to end: build the CPU image and the proxy's, `docker compose up`, call the three endpoints
+through the proxy, stop it while a request is in flight. Needs root (to start a local engine with ../shared/tools/docker-engine.sh);
 in CI a missing engine is a failure, elsewhere a skip with the reason."""
 
 from __future__ import annotations
@@ -90,6 +90,8 @@ def test_compose_serves_and_stops_cleanly(compose):
         assert emotion["emotion"] in emotion["probabilities"] and emotion["sample_rate"] == 16000
         happy = client.get("/generate", params={"emotion": "happy", "seed": 1})
         assert happy.status_code == 200 and Image.open(io.BytesIO(happy.content)).size == (48, 48)
+        # HAProxy is in front: a 20 KB header, which uvicorn's own 64 KiB bound would let through
+        assert client.get("/health", headers={"X-Filler": "a" * 20_000}).status_code == 400
         bad = client.post("/emotion", content=b"junk", headers={"Content-Type": "audio/wav"})
         assert bad.status_code == 415 and bad.headers["content-type"].startswith("application/problem+json")
         # a phone's M4A: FFmpeg, in the container's decoder child
