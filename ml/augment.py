@@ -7,11 +7,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ml import audio
+from ml import audio, codecs
 
 SR = audio.SAMPLE_RATE
 TELEPHONE_BAND_HZ = (300.0, 3400.0)
-PERTURBATIONS = ("clean", "noise_10db", "telephone_8k", "gain_-20db", "pad_2x")
+PERTURBATIONS = ("clean", "noise_10db", "telephone_8k", "gain_-20db", "pad_2x", "amr_nb", "amr_wb")
+#: The codecs a training view may go through last (``ml.codecs``), each with the bit rates drawn
+#: from: the phone codecs AMR-NB (3GP, 8 kHz) and AMR-WB, browsers' Opus (WebM), and AAC (M4A).
+CODEC_VIEWS = {"3gp": (4_750, 5_900, 7_400, 10_200, 12_200), "awb": codecs.AMR_WB_MODES,
+               "webm": (12_000, 16_000, 24_000, 32_000), "m4a": (24_000, 32_000, 48_000, 64_000)}
+CODEC_P = 0.5
 
 
 def _coloured_noise(n: int, kind: int, g: torch.Generator) -> torch.Tensor:
@@ -49,11 +54,23 @@ def augment_wave(wave: torch.Tensor, g: torch.Generator, max_len: int) -> torch.
     return wave * 10 ** ((-25 + 31 * r()) / 20)
 
 
-def random_view(wave: np.ndarray, seed: int) -> np.ndarray:
+def random_view(wave: np.ndarray, seed: int, codec: bool = False) -> np.ndarray:
     """:func:`augment_wave` of a whole (T,) numpy clip, drawn from ``seed``: a training view
-    (speed, telephone band, coloured noise, gain) that is the same every time it is computed."""
+    (speed, telephone band, coloured noise, gain) that is the same every time it is computed.
+    With ``codec``, the view then goes through one of :data:`CODEC_VIEWS` (a random codec and bit
+    rate) with probability :data:`CODEC_P`, decoded by the service's own decoder (a view the
+    codec turns to silence is kept as it was)."""
     g = torch.Generator().manual_seed(seed)
-    return augment_wave(torch.from_numpy(wave), g, max_len=wave.shape[-1] * 2).numpy().astype(np.float32)
+    view = augment_wave(torch.from_numpy(wave), g, max_len=wave.shape[-1] * 2).numpy().astype(np.float32)
+    rng = np.random.default_rng([seed, 1])
+    if codec and rng.random() < CODEC_P:
+        kind = sorted(CODEC_VIEWS)[rng.integers(len(CODEC_VIEWS))]
+        rates = CODEC_VIEWS[kind]
+        try:
+            view = codecs.round_trip(view, kind, int(rates[rng.integers(len(rates))]))
+        except audio.AudioError:  # a view quiet enough that the codec leaves silence: kept without it
+            pass
+    return view
 
 
 def spec_augment(feats: torch.Tensor, frames: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -86,6 +103,10 @@ def perturb(wave: np.ndarray, kind: str, seed: int) -> np.ndarray:
         return audio.from_array(at_8k, 8000).samples
     if kind == "gain_-20db":
         return (wave * 0.1).astype(np.float32)
+    if kind == "amr_nb":  # an Android 3GP voice recording, 12.2 kbit/s
+        return codecs.round_trip(wave, "3gp", 12_200)
+    if kind == "amr_wb":  # wideband AMR, 23.85 kbit/s
+        return codecs.round_trip(wave, "awb", 23_850)
     if kind == "pad_2x":
         half = len(wave) // 2
         return np.concatenate([np.zeros(half, np.float32), wave, np.zeros(len(wave) - half, np.float32)])

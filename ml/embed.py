@@ -25,6 +25,9 @@ import torch
 from ml import audio, pretrained
 from ml.augment import perturb, random_view
 
+#: The training views' cache names: without codecs, and with (``ml.augment.random_view``).
+TRAIN_VIEWS = ("train_view", "train_view_codec")
+
 log = logging.getLogger(__name__)
 
 #: Longest stretch the encoder hears at once; longer audio is pooled over consecutive windows.
@@ -74,8 +77,9 @@ def cached_embeddings(paths: list[Path], embedder: SpeechEmbedder, cache: Path, 
                       perturbation: str = "clean") -> np.ndarray:
     """(N, L+1, 2, D) float16 features of the files at ``paths``, computed once per front end.
 
-    ``perturbation`` (a name of :data:`ml.augment.PERTURBATIONS`, or ``"train_view"`` for one
-    random training view per clip, :func:`ml.augment.random_view`) alters each decoded clip
+    ``perturbation`` (a name of :data:`ml.augment.PERTURBATIONS`, or one of :data:`TRAIN_VIEWS`
+    for one random training view per clip, :func:`ml.augment.random_view`, without or with a
+    codec) alters each decoded clip
     first, seeded by its index. Stored as ``cache/<front end key>/<clip list
     hash>.npy``; an interrupted run leaves ``.partial.npy`` every ``every`` clips and resumes.
     """
@@ -97,7 +101,8 @@ def cached_embeddings(paths: list[Path], embedder: SpeechEmbedder, cache: Path, 
     t0 = time.time()
     for i in range(start, len(paths)):
         wave = audio.decode(paths[i]).samples
-        out[i] = embedder.embed(random_view(wave, seed=i) if perturbation == "train_view"
+        out[i] = embedder.embed(random_view(wave, seed=i, codec=perturbation == TRAIN_VIEWS[1])
+                                if perturbation in TRAIN_VIEWS
                                 else perturb(wave, perturbation, seed=i))  # "clean" passes through
         if (i + 1) % every == 0:
             np.save(part_path, out[:i + 1])

@@ -106,8 +106,8 @@ def run_fold(fold: int, clips: list[ravdess.RavdessClip], waves: list[np.ndarray
     result.update(score(ensemble_of(members)) if len(members) > 1 else singles[0])
     result["members"] = [{"seed": seed, **{kind: single[kind]["8"]["ua"] for kind in PERTURBATIONS}}
                          for seed, single in zip(args.seeds, singles)]
-    log.info("fold %d: UA8 clean %.3f noise %.3f phone %.3f gain %.3f pad %.3f; single seeds clean %s", fold,
-             *[result[k]["8"]["ua"] for k in PERTURBATIONS], [round(m["clean"], 3) for m in result["members"]])
+    log.info("fold %d: UA8 %s; single seeds clean %s", fold,
+             " ".join(f"{k} {result[k]['8']['ua']:.3f}" for k in PERTURBATIONS), [round(m["clean"], 3) for m in result["members"]])
     return result
 
 
@@ -200,11 +200,11 @@ def evaluate_head(args: argparse.Namespace) -> dict:
         clips = speech.first_of_each(clips)
     embedder = SpeechEmbedder(args.encoder)
     X = cached_embeddings([c.path for c in clips], embedder, Path(args.cache))
-    views = cached_embeddings([c.path for c in clips], embedder, Path(args.cache), perturbation="train_view")
+    views = cached_embeddings([c.path for c in clips], embedder, Path(args.cache), perturbation=args.views)
     config = SERHeadConfig(encoder=args.encoder, layers=X.shape[1], width=X.shape[3], hidden=args.hidden)
     if args.nested:
         result = {"config": asdict(config), "steps": args.steps, "weighting": args.weighting, "seed": args.seed,
-                  "dry_run": args.dry_run,
+                  "views": args.views, "dry_run": args.dry_run,
                   **nested_criterion(clips, X, views, config, args)}
         (out / "nested.json").write_text(json.dumps(result, indent=1))
         print(f"nested criterion: {100 * result['nested_mean']:.2f} "
@@ -213,7 +213,8 @@ def evaluate_head(args: argparse.Namespace) -> dict:
     y = np.array([c.label for c in clips])
     classes = speech.corpus_classes(clips)
     summary: dict = {"encoder": args.encoder, "front_end": embedder.key, "steps": args.steps, "seed": args.seed,
-                     "hidden": args.hidden, "weighting": args.weighting, "dry_run": args.dry_run, "clips": len(clips),
+                     "hidden": args.hidden, "weighting": args.weighting, "views": args.views, "dry_run": args.dry_run,
+                     "clips": len(clips),
                      "fingerprint": speech.fingerprint(clips), "loco": {}, "ravdess_folds": []}
     for held in speech.CORPORA:
         train, test = speech.leave_one_corpus_out(clips, held)
@@ -243,7 +244,9 @@ def evaluate_head(args: argparse.Namespace) -> dict:
         row = {"fold": fold, "8": scores(y[test], pred), "7": scores_7(y[test], pred)}
         in_rav = np.searchsorted(rav, test)
         for kind, feats in perturbed.items():
-            row[kind] = scores(y[test], head_answers(head, feats[in_rav]))["ua"]
+            heard = head_answers(head, feats[in_rav])
+            row[kind] = scores(y[test], heard)["ua"]
+            row[f"{kind}_same"] = float(np.mean(heard == pred))  # answers the perturbation leaves as they were
         summary["ravdess_folds"].append(row)
         pooled_true.append(y[test])
         pooled_pred.append(pred)
@@ -251,6 +254,8 @@ def evaluate_head(args: argparse.Namespace) -> dict:
                                    for m in ("ua", "wa", "macro_f1")} for n in ("8", "7")}
     summary["ravdess_perturbed_ua8"] = {kind: float(np.mean([f[kind] for f in summary["ravdess_folds"]]))
                                         for kind in perturbed}
+    summary["ravdess_perturbed_same"] = {kind: float(np.mean([f[f"{kind}_same"] for f in summary["ravdess_folds"]]))
+                                         for kind in perturbed}
     yt, yp = np.concatenate(pooled_true), np.concatenate(pooled_pred)
     plots.confusion_matrix_image(confusion(yt, yp, 8), list(EMOTIONS), out / "confusion_ravdess_8.png",
                                  title=f"RAVDESS 6-fold, other corpora in training (pooled, {len(yt)} clips)")
@@ -274,10 +279,11 @@ def head_markdown(summary: dict) -> str:
     m = summary["ravdess_mean"]
     lines.append(f"| **mean** | **{100 * m['8']['ua']:.1f}** | {100 * m['8']['wa']:.1f} | {100 * m['8']['macro_f1']:.1f} | "
                  f"{100 * m['7']['ua']:.1f} |")
-    lines += ["", "| RAVDESS folds, held-out clips heard as | UA 8 | drop vs clean (points) |", "|---|---|---|",
-              f"| clean | {100 * m['8']['ua']:.1f} | +0.0 |"]
+    lines += ["", "| RAVDESS folds, held-out clips heard as | UA 8 | drop vs clean (points) | answer unchanged (%) |",
+              "|---|---|---|---|", f"| clean | {100 * m['8']['ua']:.1f} | +0.0 | 100.0 |"]
     for kind, ua in summary["ravdess_perturbed_ua8"].items():
-        lines.append(f"| {kind} | {100 * ua:.1f} | {100 * (m['8']['ua'] - ua):+.1f} |")
+        lines.append(f"| {kind} | {100 * ua:.1f} | {100 * (m['8']['ua'] - ua):+.1f} | "
+                     f"{100 * summary['ravdess_perturbed_same'][kind]:.1f} |")
     return "\n".join(lines) + "\n"
 
 

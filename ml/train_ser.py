@@ -34,7 +34,7 @@ from tqdm import tqdm
 from ml import audio, checkpoint
 from ml.augment import augment_wave, spec_augment
 from ml.data import ravdess, speech
-from ml.embed import SpeechEmbedder, cached_embeddings
+from ml.embed import TRAIN_VIEWS, SpeechEmbedder, cached_embeddings
 from ml.labels import EMOTIONS
 from ml.models.ser import SERConfig, SEREnsemble, SERHead, SERHeadConfig, SERNet
 from ml.runtime import seed_everything, setup_cli
@@ -147,6 +147,9 @@ def add_head_args(p: argparse.ArgumentParser) -> None:
                    help="recipe whisper: every class weighs the same across corpora (class, shipped) or "
                         "every corpus does (corpus)")
     p.add_argument("--hidden", type=int, default=0, help="recipe whisper: width of the head's hidden layer (0: linear)")
+    p.add_argument("--views", choices=TRAIN_VIEWS, default="train_view",
+                   help="recipe whisper: each clip's training view without a codec (train_view) or with one, "
+                        "half of the time (train_view_codec: AMR-NB, AMR-WB, Opus or AAC; ml.augment)")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -185,7 +188,7 @@ def train_head(args: argparse.Namespace) -> dict:
     embedder = SpeechEmbedder(args.encoder)
     paths = [c.path for c in clips]  # the same cache as the evaluation's
     X = cached_embeddings(paths, embedder, Path(args.cache))
-    views = cached_embeddings(paths, embedder, Path(args.cache), perturbation="train_view")
+    views = cached_embeddings(paths, embedder, Path(args.cache), perturbation=args.views)
     config = SERHeadConfig(encoder=args.encoder, layers=X.shape[1], width=X.shape[3], hidden=args.hidden)
     seed = args.seeds[0]
     labels, weights = np.array([c.label for c in train]), speech.balanced_weights(train, by=args.weighting)
@@ -194,6 +197,7 @@ def train_head(args: argparse.Namespace) -> dict:
                      config, steps=args.steps, seed=seed, dry_run=args.dry_run)
     metrics: dict = {"train_clips": len(train), "train_seconds": round(time.time() - t0, 1),
                      "recipe": {"recipe": "whisper", "steps": args.steps, "weighting": args.weighting, "seed": seed,
+                                "views": args.views,
                                 "front_end": embedder.key,
                                 "config": asdict(config)}}
     data = {"dataset": "RAVDESS speech + emodb, ased, nemo, turev", "clips": len(train),

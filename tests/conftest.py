@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import fractions
 import io
 import os
 from pathlib import Path
@@ -15,7 +14,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from ml import checkpoint
+from ml import checkpoint, codecs
+from ml.codecs import CONTAINERS  # noqa: F401  (the tests' list of formats)
 from ml.labels import EMOTIONS, FER_CLASSES
 from ml.models.gan import Generator, GeneratorConfig
 from ml.models.ser import SERConfig, SERNet
@@ -192,64 +192,12 @@ def live_server(ser: Path, gen: Path, **overrides):
         thread.join(10)
 
 
-#: The containers and codecs phones, browsers and cameras record in, as (PyAV format, codec, rate):
-#: iPhone voice memos (M4A/AAC), video sound tracks (MP4, MOV), browsers' MediaRecorder (WebM/Opus),
-#: Matroska, WebM/Vorbis (FFmpeg's own Vorbis encoder: stereo only), Android 3GP (AMR-NB, 8 kHz)
-#: and AMR-WB (16 kHz, the .awb storage format). PyAV's FFmpeg has no AMR-WB encoder: that
-#: fixture comes from VisualOn's encoder (Debian's libvo-amrwbenc0, which .ci/run installs).
-CONTAINERS = {"m4a": ("ipod", "aac", 44_100), "mp4": ("mp4", "aac", 48_000), "mov": ("mov", "aac", 44_100),
-              "webm": ("webm", "libopus", 48_000), "mkv": ("matroska", "libopus", 48_000),
-              "webm-vorbis": ("webm", "vorbis", 48_000), "3gp": ("3gp", "libopencore_amrnb", 8_000),
-              "awb": ("amr", "libvo-amrwbenc", 16_000)}
-STEREO_ONLY = {"vorbis"}
-
-
 def container_bytes(wave: np.ndarray, rate: int, kind: str, channels: int = 1) -> bytes:
-    """``wave`` (T,) float at ``rate`` encoded with PyAV as a file of ``kind`` (:data:`CONTAINERS`)."""
-    import av
-
-    from ml import audio
-
-    fmt, codec, out_rate = CONTAINERS[kind]
-    if kind == "awb":
-        return amr_wb_bytes(audio.resample(wave.astype(np.float32), rate, out_rate) if rate != out_rate else wave)
-    channels = 2 if codec in STEREO_ONLY else channels
-    buf = io.BytesIO()
-    with av.open(buf, "w", format=fmt) as container:
-        layout = "mono" if channels == 1 else "stereo"
-        stream = container.add_stream(codec, rate=out_rate, layout=layout)
-        stream.codec_context.options = {"strict": "experimental"}  # FFmpeg's Vorbis encoder asks for it
-        y = audio.resample(wave.astype(np.float32), rate, out_rate) if out_rate != rate else wave
-        pcm = (np.clip(y, -1, 1) * 32767).astype(np.int16)
-        frame = av.AudioFrame.from_ndarray(np.repeat(pcm[None, :], channels, 0).T.reshape(1, -1).copy(),
-                                           format="s16", layout=layout)
-        frame.sample_rate, frame.pts, frame.time_base = out_rate, 0, fractions.Fraction(1, out_rate)
-        for packet in [*stream.encode(frame), *stream.encode(None)]:
-            container.mux(packet)
-    return buf.getvalue()
-
-
-def amr_wb_bytes(wave: np.ndarray) -> bytes:
-    """``wave`` (T,) float at 16 kHz as an AMR-WB file (23.85 kbit/s), by VisualOn's encoder."""
-    import ctypes
-
+    """``wave`` (T,) float at ``rate`` as a file of ``kind`` (:data:`ml.codecs.CONTAINERS`). The
+    AMR-WB encoder is Debian's libvo-amrwbenc0: .ci/run installs it; elsewhere its absence skips."""
     try:
-        lib = ctypes.CDLL("libvo-amrwbenc.so.0")
-    except OSError:
+        return codecs.encode(wave, rate, kind, channels=channels)
+    except codecs.CodecUnavailable as exc:
         if os.environ.get("CI"):
-            raise AssertionError("libvo-amrwbenc0 is missing in CI: .ci/run installs it") from None
-        pytest.skip("no libvo-amrwbenc.so.0 (apt-get install libvo-amrwbenc0)")
-    lib.E_IF_init.restype = ctypes.c_void_p
-    lib.E_IF_encode.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_short),
-                                ctypes.POINTER(ctypes.c_ubyte), ctypes.c_int]
-    lib.E_IF_exit.argtypes = [ctypes.c_void_p]
-    pcm = (np.clip(wave, -1, 1) * 32767).astype(np.int16)
-    state, frame_out, out = lib.E_IF_init(), (ctypes.c_ubyte * 64)(), bytearray(b"#!AMR-WB\n")
-    try:
-        for i in range(0, len(pcm) - 319, 320):  # 20 ms frames
-            frame = np.ascontiguousarray(pcm[i:i + 320])
-            n = lib.E_IF_encode(state, 8, frame.ctypes.data_as(ctypes.POINTER(ctypes.c_short)), frame_out, 0)
-            out += bytes(frame_out[:n])
-    finally:
-        lib.E_IF_exit(state)
-    return bytes(out)
+            raise AssertionError(f"{exc} (.ci/run installs it)") from None
+        pytest.skip(str(exc))

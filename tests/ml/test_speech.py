@@ -178,3 +178,18 @@ def test_training_views_are_seeded_and_differ_from_the_clip():
     assert np.array_equal(a, b) and a.dtype == np.float32
     assert not np.array_equal(random_view(x, seed=4), a)
     assert a.shape != x.shape or not np.allclose(a, x)
+
+
+def test_codec_views_are_seeded_and_half_of_them_go_through_a_codec():
+    """With ``codec``, a view is the plain view sent through one of the phone or browser codecs
+    about half of the time (and the same every time for a seed); the others are the plain view."""
+    from ml.augment import random_view
+
+    x = speechlike(2.0, seed=1)
+    seeds = range(16)
+    plain = [random_view(x, seed=s) for s in seeds]
+    coded = [random_view(x, seed=s, codec=True) for s in seeds]
+    assert all(np.array_equal(c, random_view(x, seed=s, codec=True)) for s, c in zip(seeds, coded))
+    through = [not (p.shape == c.shape and np.array_equal(p, c)) for p, c in zip(plain, coded)]
+    assert 3 <= sum(through) <= 13, through
+    assert all(c.dtype == np.float32 and np.isfinite(c).all() for c in coded)
