@@ -11,20 +11,27 @@ Prints (and writes as JSON and Markdown under --out):
     uploads at once;
   * abandon: 200 clients ask for 16-face grids at 1024 px and leave after 10 s; then how long
     one normal /speech-to-face request takes;
-  * flood: wrk holds 2000 connections on /speech-to-face for ``--flood-s`` while two probes
-    measure their own /speech-to-face answers (status, latency) and /health's latency (a
-    connection kept alive, every 20 ms); resident memory before, at the peak, 5 s and 15 s
-    after. Through HAProxy with docker/haproxy/haproxy.cfg (the compose deployment) when
-    haproxy is installed, and on uvicorn alone. wrk runs at nice 19: it shares this machine's
-    two cores with the service, where a real flood's senders have machines of their own.
+  * flood: wrk holds 2000 connections on /speech-to-face for ``--flood-s`` while probes measure
+    their own /speech-to-face answers (status, latency) and /health's latency (a connection
+    kept alive, every 20 ms, from a process of its own), through the proxy and on the service
+    itself; resident memory before, at the peak, 5 s and 15 s after. Through HAProxy with
+    docker/haproxy/haproxy.cfg (the compose deployment) when haproxy is installed, and on
+    uvicorn alone.
+
+As root, the service and the proxy each run in a CPU cgroup of their own with the weight
+docker-compose.yml gives its container, as Docker runs them; wrk runs at nice 19 in a cgroup of
+the least weight: it shares this machine's two cores with the service, where a real flood's
+senders have machines of their own. ``cpu_groups`` in the results says whether this held.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import io
 import json
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -169,6 +176,31 @@ def measure_abandon(server: Server, clip: bytes) -> dict:
     return out
 
 
+CPU_GROUPS = Path("/sys/fs/cgroup/cpu")  # cgroup v1's cpu controller, as Docker uses it
+
+
+def compose_cpu_shares(service: str) -> int:
+    """The CPU weight docker-compose.yml gives ``service`` (Docker's default, 1024, if none)."""
+    import yaml  # PyYAML, installed with the test extras (schemathesis)
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return int(compose["services"][service].get("cpu_shares", 1024))
+
+
+def cpu_group(pid: int, name: str, shares: int) -> bool:
+    """Put process ``pid`` (all its threads) in a CPU cgroup of its own with weight ``shares``,
+    as Docker puts each compose service in one: the proxy and the service then share the cores
+    as two containers do, not as threads of one pool. False where cgroups cannot be made
+    (not root, cgroup v2 only): the processes then compete thread against thread."""
+    group = CPU_GROUPS / f"emoface-bench-{name}"
+    try:
+        group.mkdir(exist_ok=True)
+        (group / "cpu.shares").write_text(str(shares))
+        (group / "cgroup.procs").write_text(str(pid))
+    except OSError:
+        return False
+    return True
+
+
 class Proxy:
     """HAProxy with the compose file's configuration (``docker/haproxy/haproxy.cfg``) in front of
     ``server``, on a free port: the topology ``docker compose up`` deploys."""
@@ -180,10 +212,26 @@ class Proxy:
         self.proc = subprocess.Popen(["haproxy", "-db", "-f", str(ROOT / "docker" / "haproxy" / "haproxy.cfg")], env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_ready(self.base, self.proc, "haproxy")
+        self.cgroup = cpu_group(self.proc.pid, "proxy", shares=compose_cpu_shares("proxy"))
 
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(10)
+
+
+def probe_health(base: str, until: float, wrk_pid: int, send) -> None:
+    """/health every 20 ms on one kept-alive connection until ``until`` (time.monotonic()) or until
+    wrk ends; sends the latencies in ms back."""
+    host, port = base.removeprefix("http://").split(":")
+    conn, out = http.client.HTTPConnection(host, int(port), timeout=30), []
+    while time.monotonic() < until and Path(f"/proc/{wrk_pid}").exists():
+        t0 = time.perf_counter()
+        conn.request("GET", "/health")
+        conn.getresponse().read()
+        out.append(1000 * (time.perf_counter() - t0))
+        time.sleep(0.02)
+    conn.close()
+    send.send(out)
 
 
 def measure_flood(server: Server, base: str, clip_path: Path, seconds: float, tmp: Path,
@@ -201,22 +249,21 @@ wrk.method = "POST"; wrk.body = body; wrk.headers["Content-Type"] = "audio/wav"
     reset_peak(pid)
     wrk = subprocess.Popen(["nice", "-n", "19", "wrk", "-t2", "-c2000", f"-d{round(seconds)}s", "--timeout", "30s", "-s", str(script),
                             base + "/speech-to-face"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cpu_group(wrk.pid, "flood", shares=2)  # the least weight there is: the senders' own machines
     start = time.monotonic()
     time.sleep(2.0)  # let wrk open its connections
-    health, refused, served = [], [], []
+    refused, served = [], []
     clip = clip_path.read_bytes()
     end = start + seconds - 0.5
 
-    def probe_health() -> None:  # one connection, kept alive, every 20 ms
-        with httpx.Client(base_url=base, timeout=30) as probe:
-            while time.monotonic() < end and wrk.poll() is None:
-                t0 = time.perf_counter()
-                probe.get("/health")
-                health.append(1000 * (time.perf_counter() - t0))
-                time.sleep(0.02)
-
-    prober = threading.Thread(target=probe_health)
-    prober.start()
+    # /health, probed from processes of their own: in this one, the model-request probe below
+    # would hold the GIL and add its own delays to what they measure
+    ctx = multiprocessing.get_context("fork")
+    targets = [base, server.base] if proxy else [base]  # with a proxy: the service itself, past it, too
+    pipes = [ctx.Pipe(duplex=False) for _ in targets]
+    probers = [ctx.Process(target=probe_health, args=(at, end, wrk.pid, send)) for at, (_, send) in zip(targets, pipes)]
+    for prober in probers:
+        prober.start()
     with httpx.Client(base_url=base, timeout=30) as probe:  # a model request of its own, every 20 ms
         while time.monotonic() < end and wrk.poll() is None:
             t0 = time.perf_counter()
@@ -228,7 +275,10 @@ wrk.method = "POST"; wrk.body = body; wrk.headers["Content-Type"] = "audio/wav"
             elif r.status_code == 200:
                 served.append(ms)
             time.sleep(0.02)
-    prober.join()
+    health, *rest = [recv.recv() for recv, _ in pipes]
+    upstream = rest[0] if rest else []
+    for prober in probers:
+        prober.join()
     text = wrk.communicate()[0]
     peak = peak_mb(pid)
     time.sleep(5)
@@ -250,7 +300,8 @@ wrk.method = "POST"; wrk.body = body; wrk.headers["Content-Type"] = "audio/wav"
            "rss_after_vs_before_pct": round(100 * (after / before - 1), 1), "rss_15s_after_mb": round(later, 1),
            "rss_15s_after_vs_before_pct": round(100 * (later / before - 1), 1)}
     if proxy:
-        out |= {"proxy_rss_before_mb": round(proxy_before, 1), "proxy_rss_15s_after_mb": round(proxy_later, 1)}
+        out |= {"health_upstream_p50_ms": pct(upstream, 50), "health_upstream_p99_ms": pct(upstream, 99),
+                "proxy_rss_before_mb": round(proxy_before, 1), "proxy_rss_15s_after_mb": round(proxy_later, 1)}
     print(f"  flood: {out}", flush=True)
     return out
 
@@ -260,10 +311,12 @@ FLOODS = (("flood", "Flood through HAProxy (docker/haproxy/haproxy.cfg, as compo
 
 
 def flood_line(label: str, f: dict) -> str:
+    upstream = (f" (on the service itself, past the proxy: p50 {f['health_upstream_p50_ms']} ms, p99 "
+                f"{f['health_upstream_p99_ms']} ms)") if "health_upstream_p99_ms" in f else ""
     return (f"{label}: {f['connections']} connections for {f['seconds']:g} s ({f['wrk_requests']} requests, "
             f"{f['wrk_non_2xx']} refused). The probe's refused requests: 503 in p50 {f['probe_503_p50_ms']} ms, "
             f"p99 {f['probe_503_p99_ms']} ms ({f['probe_503']} of them; {f['probe_200']} served). /health p50 "
-            f"{f['health_p50_ms']} ms, p99 {f['health_p99_ms']} ms. RSS {f['rss_before_mb']} MB before, "
+            f"{f['health_p50_ms']} ms, p99 {f['health_p99_ms']} ms{upstream}. RSS {f['rss_before_mb']} MB before, "
             f"{f['rss_peak_mb']} MB at the peak, {f['rss_5s_after_mb']} MB 5 s after "
             f"({f['rss_after_vs_before_pct']:+.1f}%), {f['rss_15s_after_mb']} MB 15 s after "
             f"({f['rss_15s_after_vs_before_pct']:+.1f}%).\n")
@@ -280,7 +333,9 @@ def markdown(r: dict) -> str:
     a = r["abandon"]
     lines += ["", f"Abandon: 200 clients asked for 16-face 1024 px grids (answers {a['answers']}); the next "
                   f"/speech-to-face took {1000 * a['next_request_s']:.0f} ms ({a['next_status']}).", "",
-              *(flood_line(label, r[key]) for key, label in FLOODS if key in r)]
+              *(flood_line(label, r[key]) for key, label in FLOODS if key in r),
+              "The service and the proxy in CPU cgroups weighted as docker-compose.yml weighs their containers: "
+              f"{'yes' if r.get('cpu_groups') else 'no (not root, or no cgroup v1 cpu controller)'}."]
     return "\n".join(lines) + "\n"
 
 
@@ -303,6 +358,7 @@ def main() -> dict:
     result: dict = {}
     wanted = {args.only} if args.only else {"bombs", "abandon", "flood"}
     server = Server()
+    result["cpu_groups"] = cpu_group(server.proc.pid, "service", compose_cpu_shares("emoface"))
     try:
         if "bombs" in wanted:
             print("decode bombs:", flush=True)
@@ -324,6 +380,8 @@ def main() -> dict:
             result["flood_direct"] = measure_flood(server, server.base, clip_path, args.flood_s, tmp)
     finally:
         server.stop() if server.proc.poll() is None else None
+        for group in CPU_GROUPS.glob("emoface-bench-*"):
+            group.rmdir()
     if args.only:
         return result
     out = Path(args.out)
