@@ -8,11 +8,12 @@ Prints (and writes as JSON and Markdown under --out):
   * requests/s and p50/p99 latency for /health (the HTTP ceiling), /generate, /emotion and
     /speech-to-face (4 s clip) at concurrency 1, 8, 32, 64, and each as a ratio of /health;
   * the ideal throughput 1/(1/R_http + 1/R_model) with R_model measured in this process at the
-    service's batch size (one pass at a time), and the achieved fraction of it at concurrency 32;
-    and the same with R_model on every core at once (the service draws one batch per core);
+    service's batch size (one pass at a time; the median call over 2 s), and the achieved
+    fraction of it at concurrency 32; and the same with R_model on every core at once (the
+    service draws one batch per core);
   * micro-batching on versus off (max batch 1) for /generate at concurrency 32;
   * a soak of >= 10,000 /generate requests at concurrency 64: errors, p99/p50, and resident
-    memory over the run (first vs last tenth).
+    memory over the run (first vs last tenth, the peak in each half) and 10 s after it.
 """
 
 from __future__ import annotations
@@ -146,12 +147,17 @@ def model_rates(batch: int, tmp: Path) -> dict[str, float]:
     rec = EmotionRecognizer.from_checkpoint(ROOT / "weights" / "ser.pt")[0]
     data = (tmp / "clip.wav").read_bytes()
 
-    def rate(fn, n_items: int, repeat: int = 5) -> float:
+    def rate(fn, n_items: int, min_s: float = 2.0, min_calls: int = 5) -> float:
+        """Items/s of the median call, over at least ``min_s`` and ``min_calls`` calls: a handful of
+        50 ms calls moved by a quarter from run to run on this machine."""
         fn()
-        t0 = time.perf_counter()
-        for _ in range(repeat):
+        times: list[float] = []
+        start = time.perf_counter()
+        while len(times) < min_calls or time.perf_counter() - start < min_s:
+            t0 = time.perf_counter()
             fn()
-        return n_items * repeat / (time.perf_counter() - t0)
+            times.append(time.perf_counter() - t0)
+        return n_items / float(np.median(times))
 
     gen_rate = rate(lambda: gen.render([3] * batch, list(range(batch))), batch)
     # the service draws one batch per CPU core at once (EMOFACE_GENERATOR_WORKERS): the model's
@@ -173,7 +179,7 @@ def model_rates(batch: int, tmp: Path) -> dict[str, float]:
         probs = rec.predict(waves)
         gen.render([int(np.argmax(p)) % 7 for p in probs], list(range(batch)))
 
-    s2f_rate = rate(speech_to_face, batch, repeat=2)
+    s2f_rate = rate(speech_to_face, batch)
     del torch
     return {"generator_faces_per_s": gen_rate, "generator_faces_per_s_all_workers": gen_rate_all, "workers": workers,
             "speech_to_face_per_s": s2f_rate, "batch": batch}
@@ -237,10 +243,17 @@ def _measure(server: Server, args: argparse.Namespace, scripts: dict, levels: li
     tenth = max(1, len(samples) // 10)
     first = sum(m for _, m in samples[:tenth]) / tenth
     last = sum(m for _, m in samples[-tenth:]) / tenth
+    # growth from the first tenth to the last includes the ramp while glibc's arenas fill; a leak
+    # shows as a second half whose peak is above the first half's
+    half = len(samples) // 2
     result["soak"] = {**soak, "seconds": round(seconds, 1), "rss_first_tenth_mb": round(first, 1),
                       "rss_last_tenth_mb": round(last, 1), "rss_growth_pct": round(100 * (last / first - 1), 2),
+                      "rss_peak_first_half_mb": round(max(m for _, m in samples[:half]), 1),
+                      "rss_peak_second_half_mb": round(max(m for _, m in samples[half:]), 1),
                       "p99_over_p50": round(soak["p99_ms"] / soak["p50_ms"], 2)}
     result["rss_after_soak_mb"] = round(rss_mb(server.proc.pid), 1)
+    time.sleep(10)  # the service hands freed memory back every 5 s (service.main.return_freed_memory)
+    result["rss_10s_after_soak_mb"] = round(rss_mb(server.proc.pid), 1)
     server.stop()
 
     unbatched = Server(EMOFACE_MAX_BATCH_SIZE="1")
@@ -297,7 +310,8 @@ def markdown(r: dict, r_http: float) -> str:
               f"(max batch 1: {u['rps']:.0f} req/s, p50 {u['p50_ms']:.1f} ms)",
               f"- soak: {s['requests']} /generate requests at concurrency 64 in {s['seconds']} s: {s['errors']} errors, "
               f"p50 {s['p50_ms']:.1f} ms, p99 {s['p99_ms']:.1f} ms (p99/p50 {s['p99_over_p50']}), RSS {s['rss_first_tenth_mb']} -> "
-              f"{s['rss_last_tenth_mb']} MB ({s['rss_growth_pct']:+.1f}%)"]
+              f"{s['rss_last_tenth_mb']} MB ({s['rss_growth_pct']:+.1f}%); peak {s['rss_peak_first_half_mb']} MB in the first half, "
+              f"{s['rss_peak_second_half_mb']} MB in the second; {r['rss_10s_after_soak_mb']} MB 10 s after"]
     return "\n".join(lines) + "\n"
 
 
