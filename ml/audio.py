@@ -446,17 +446,21 @@ def _whisper_basis() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(fb), torch.hann_window(WHISPER_N_FFT, periodic=True)
 
 
-def whisper_log_mel(wave: torch.Tensor) -> torch.Tensor:
+def whisper_log_mel(wave: torch.Tensor, band_limit_hz: float | None = None) -> torch.Tensor:
     """Whisper's log-mel of one (T,) clip at :data:`SAMPLE_RATE`: (1, 80, T // 160) float32.
 
     As ``whisper.audio.log_mel_spectrogram`` computes it (centred 25 ms Hann frames every 10 ms,
     80 Slaney mel bins to 8 kHz, log10, floored 8 decades below the clip's peak, scaled to about
     [-1, 1]), on the clip alone rather than padded to 30 s: the encoder then works on the
-    clip's own frames, which is what keeps it fast on short speech.
+    clip's own frames, which is what keeps it fast on short speech. ``band_limit_hz`` (an
+    evaluation option, ``python -m ml.evaluate_ser --band-limit-hz``; the shipped front end has
+    none) drops the spectrum above it, as a telephone band does.
     """
     assert wave.dim() == 1, f"wave must be (T,), got {tuple(wave.shape)}"
     fb, window = _whisper_basis()
     spec = torch.stft(wave, WHISPER_N_FFT, HOP_LENGTH, window=window, return_complex=True)[..., :-1]
+    if band_limit_hz is not None:
+        spec = spec * (torch.fft.rfftfreq(WHISPER_N_FFT, 1 / SAMPLE_RATE) <= band_limit_hz)[:, None]
     log_spec = torch.clamp(fb @ spec.abs().pow(2), min=1e-10).log10()
     log_spec = torch.maximum(log_spec, log_spec.max() - 8.0)
     return ((log_spec + 4.0) / 4.0)[None]

@@ -38,8 +38,8 @@ WINDOW_S = 8.0
 class SpeechEmbedder:
     """``embed(wave)``: (T,) float32 mono at :data:`ml.audio.SAMPLE_RATE` -> (L+1, 2, D) float32."""
 
-    def __init__(self, encoder: str, *, quantized: bool = True) -> None:
-        self.name, self.quantized = encoder, quantized
+    def __init__(self, encoder: str, *, quantized: bool = True, band_limit_hz: float | None = None) -> None:
+        self.name, self.quantized, self.band_limit_hz = encoder, quantized, band_limit_hz
         model = pretrained.load_encoder(encoder)
         if quantized:
             with warnings.catch_warnings():  # torch points at torchao for new code; the eager API is what runs here
@@ -55,6 +55,8 @@ class SpeechEmbedder:
         spec = pretrained.ENCODERS[self.name]
         contract = {"encoder": self.name, "sha256": [p[2] for p in spec.parts], "quantized": self.quantized,
                     "window_s": WINDOW_S, **audio.WHISPER_FEATURE_PARAMS}
+        if self.band_limit_hz is not None:  # only when set: the shipped front end's caches keep their key
+            contract["band_limit_hz"] = self.band_limit_hz
         return hashlib.sha256(json.dumps(contract, sort_keys=True).encode()).hexdigest()[:16]
 
     @torch.inference_mode()
@@ -64,7 +66,7 @@ class SpeechEmbedder:
         windows = audio.split_windows(w, WINDOW_S)
         stats, weights = [], []
         for piece in windows:
-            states = self.model(audio.whisper_log_mel(piece))  # (L+1, T', D)
+            states = self.model(audio.whisper_log_mel(piece, self.band_limit_hz))  # (L+1, T', D)
             stats.append(torch.stack([states.mean(1), states.std(1)], dim=1))  # (L+1, 2, D)
             weights.append(piece.shape[-1])
         if len(stats) == 1:

@@ -121,6 +121,26 @@ def test_whisper_log_mel_is_whispers_front_end():
     torch.testing.assert_close(audio.whisper_log_mel(x)[0], ref, atol=1e-5, rtol=1e-5)
 
 
+def test_a_band_limit_drops_the_spectrum_above_it_and_nothing_below():
+    """``band_limit_hz`` (an evaluation option): mel bins wholly above the limit hear the floor
+    whatever the clip has there; those wholly below are as without it."""
+    t = np.arange(16_000) / 16_000
+    low = np.sin(2 * np.pi * 500 * t)
+    both = torch.from_numpy((0.3 * (low + np.sin(2 * np.pi * 6_000 * t))).astype(np.float32))
+    full, limited = audio.whisper_log_mel(both)[0], audio.whisper_log_mel(both, band_limit_hz=4_000)[0]
+    centres = audio.mel_filterbank(400, 80, 0.0, 8_000).argmax(1) * 40  # each bin's peak, Hz
+    above, below = centres > 4_400, centres < 3_600
+    floor = limited.max() - 2.0  # 8 decades below the peak, on the (x + 4) / 4 scale
+    torch.testing.assert_close(limited[above], torch.full_like(limited[above], float(floor)))
+    assert (full[above].max(0).values > floor + 1).any()  # the 6 kHz tone was there
+    torch.testing.assert_close(limited[below], full[below], atol=1e-4, rtol=1e-4)
+    plain, banded = SpeechEmbedder.__new__(SpeechEmbedder), SpeechEmbedder.__new__(SpeechEmbedder)
+    plain.name = banded.name = "whisper-tiny-en"
+    plain.quantized = banded.quantized = True
+    plain.band_limit_hz, banded.band_limit_hz = None, 4_000.0
+    assert plain.key != banded.key  # its features are cached apart from the shipped front end's
+
+
 @pytest.fixture(scope="module")
 def embedder() -> SpeechEmbedder:
     return SpeechEmbedder("whisper-tiny-en")
