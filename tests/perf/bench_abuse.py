@@ -212,7 +212,7 @@ class Proxy:
         self.proc = subprocess.Popen(["haproxy", "-db", "-f", str(ROOT / "docker" / "haproxy" / "haproxy.cfg")], env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_ready(self.base, self.proc, "haproxy")
-        self.cgroup = cpu_group(self.proc.pid, "proxy", shares=compose_cpu_shares("proxy"))
+        cpu_group(self.proc.pid, "proxy", shares=compose_cpu_shares("proxy"))
 
     def stop(self) -> None:
         self.proc.terminate()
