@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import http.client
 import io
 import json
@@ -381,7 +382,13 @@ def main() -> dict:
     finally:
         server.stop() if server.proc.poll() is None else None
         for group in CPU_GROUPS.glob("emoface-bench-*"):
-            group.rmdir()
+            try:  # a process still in the group (wrk, a probe) goes back to the root group first
+                for pid in (group / "tasks").read_text().split():
+                    with contextlib.suppress(ProcessLookupError):  # it may exit in between
+                        (CPU_GROUPS / "tasks").write_text(pid)
+                group.rmdir()
+            except OSError as exc:  # never hide what failed the benchmark behind a cleanup error
+                print(f"could not remove the cgroup {group}: {exc}", flush=True)
     if args.only:
         return result
     out = Path(args.out)
