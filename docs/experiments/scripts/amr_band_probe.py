@@ -6,8 +6,10 @@ as it is, through AMR-WB, and each band-limited (6.4 kHz, 4 kHz) with an FFT bri
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ml import audio, codecs
+from ml.augment import band_limit
 from ml.labels import EMOTIONS
 from ml.recognize import EmotionRecognizer
 rec = EmotionRecognizer.from_checkpoint(Path("weights/ser.pt"))[0]
@@ -16,9 +18,7 @@ waves = [audio.decode(c).samples for c in clips]
 
 
 def lowpass(x: np.ndarray, hz: float) -> np.ndarray:
-    spectrum = np.fft.rfft(x)
-    spectrum[np.fft.rfftfreq(len(x), 1 / audio.SAMPLE_RATE) > hz] = 0
-    return np.fft.irfft(spectrum, len(x)).astype(np.float32)
+    return band_limit(torch.from_numpy(x), 0.0, hz).numpy()
 
 
 amr = [codecs.round_trip(w, "awb") for w in waves]
