@@ -2,9 +2,13 @@
 same answers as the WAV, 4xx for a cut or damaged file, and a decoder that crashes or hangs
 costs its own request alone."""
 
+import fractions
+import io
 import os
 import time
 
+import av
+import numpy as np
 import pytest
 
 from ml import audio
@@ -69,3 +73,40 @@ def test_a_decoder_that_crashes_or_hangs_fails_only_its_request(tiny_weights, mo
         assert time.perf_counter() - t0 < 5
         wav = client.post("/emotion", files={"file": ("clip.wav", wav_bytes(spoken, audio.SAMPLE_RATE))})
         assert wav.status_code == 200  # the process and its other decodes are untouched
+
+
+def flac_bomb(seconds: int = 39, rate: int = 192_000, channels: int = 8) -> bytes:
+    """A Matroska file of under 1 MB holding 60 M samples (8 channels at 192 kHz of a 0.5 Hz
+    square wave: FLAC stores a block of one level as that number): within every limit, and
+    slower to decode than the limit the test sets."""
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="matroska") as container:
+        stream = container.add_stream("flac", rate=rate, layout="7.1")
+        for k in range(seconds):
+            second = np.full((1, rate * channels), 3000 if k % 2 else -3000, np.int16)
+            frame = av.AudioFrame.from_ndarray(second, format="s16", layout="7.1")
+            frame.sample_rate, frame.pts, frame.time_base = rate, k * rate, fractions.Fraction(1, rate)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return buf.getvalue()
+
+
+def test_real_ffmpeg_killed_mid_decode_leaves_the_next_decode_served(spoken):
+    """Not a stand-in: FFmpeg itself decoding a small file that outlasts the time limit is killed
+    in its child, and the next upload decodes in a child of the same forkserver."""
+    bomb, webm = flac_bomb(), container_bytes(spoken, audio.SAMPLE_RATE, "webm")
+    assert len(bomb) < 1_000_000
+    decoding.decode_isolated(webm, max_duration_s=60, timeout_s=60)  # the forkserver is up
+    t0 = time.perf_counter()
+    whole = decoding.decode_isolated(bomb, max_duration_s=60, timeout_s=60)  # it does decode, given time
+    took = time.perf_counter() - t0
+    assert whole.channels == 8 and whole.input_sample_rate == 192_000 and abs(whole.duration_s - 39) < 0.1
+    limit = took / 4
+    t0 = time.perf_counter()
+    with pytest.raises(decoding.DecoderFailedError, match="took over"):
+        decoding.decode_isolated(bomb, max_duration_s=60, timeout_s=limit)
+    assert time.perf_counter() - t0 < limit + 2
+    again = decoding.decode_isolated(webm, max_duration_s=60, timeout_s=60)
+    assert abs(again.duration_s - len(spoken) / audio.SAMPLE_RATE) < 0.1
