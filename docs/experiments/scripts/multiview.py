@@ -1,0 +1,45 @@
+"""Prototype (docs/experiments/ser.md, 2026-12-04): the SER head trained on each clip clean, as
+its random training view and through AMR-WB (23.85 kbit/s). It patches ml.evaluate_ser; nothing
+in the recipe changes. From the repo root:
+
+    python docs/experiments/scripts/multiview.py nested|outer OUT_DIR
+"""
+import sys
+import numpy as np
+from ml import evaluate_ser as ev
+from ml.data import speech
+from ml.train_ser import fit_head
+
+KEY = "train_view+amr_wb"
+orig = ev.cached_embeddings
+
+
+def cached(paths, embedder, cache, perturbation="clean", **kw):
+    if perturbation == KEY:
+        return [orig(paths, embedder, cache, perturbation="train_view", **kw),
+                orig(paths, embedder, cache, perturbation="amr_wb", **kw)]
+    return orig(paths, embedder, cache, perturbation=perturbation, **kw)
+
+
+def head_split(clips, X, views, train, test, config, args):
+    parts = views if isinstance(views, list) else [views]
+    y = np.array([c.label for c in clips])
+    w = speech.balanced_weights([clips[i] for i in train], by=args.weighting)
+    k = 1 + len(parts)
+    head = fit_head(np.concatenate([X[train]] + [v[train] for v in parts]), np.concatenate([y[train]] * k),
+                    np.concatenate([w] * k), config, steps=args.steps, seed=args.seed, dry_run=args.dry_run)
+    return ev.head_answers(head, X[test]), head
+
+
+ev.cached_embeddings, ev.head_split = cached, head_split
+if __name__ == "__main__":
+    mode, out = sys.argv[1], sys.argv[2]
+    argv = ["--data", "../shared/data", "--out", out, "--weighting", "class", "--threads", "1"]
+    real_parse = ev.argparse.ArgumentParser.parse_args
+
+    def parse(self, a=None, ns=None):
+        args = real_parse(self, a, ns)
+        args.views = KEY
+        return args
+    ev.argparse.ArgumentParser.parse_args = parse
+    ev.main(argv + (["--nested"] if mode == "nested" else []))
