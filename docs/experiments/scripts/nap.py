@@ -1,9 +1,12 @@
 """Prototype (docs/experiments/ser.md, 2026-12-04): nuisance attribute projection (NAP) for the
 SER head. The directions along which a clip's features move when the clip is heard otherwise
 (its random training view; optionally also AMR-WB at 23.85 kbit/s) are estimated on the
-training clips of each split, and the top RANK of them are projected out of every feature
-vector, in training and test, before the head is trained. It patches ml.evaluate_ser; nothing
-in the recipe changes unless this ships. From the repository root:
+training clips of each split, in the head's standardised space, and the top RANK of them are
+projected out before the head is trained; afterwards the projection is folded into the head's
+linear layer, so the head it returns is an ordinary SERHead. The head still trains on each
+clip as recorded and as its training view only: AMR-WB copies, when used, only define
+directions. It patches ml.evaluate_ser; nothing in the recipe changes unless this ships. From
+the repository root:
 
     python docs/experiments/scripts/nap.py nested|outer OUT_DIR RANK generic|generic+amr_wb
 """
@@ -11,10 +14,12 @@ import sys
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 from ml import evaluate_ser as ev
 from ml.data import speech
-from ml.train_ser import fit_head
+from ml.models.ser import SERHead
+from ml.runtime import seed_everything
 
 RANK, PAIRS = 16, "generic"
 orig = ev.cached_embeddings
@@ -28,41 +33,55 @@ def cached(paths, embedder, cache, perturbation="clean", **kw):
     return out
 
 
-def projector(X: np.ndarray, views: list[np.ndarray], train: np.ndarray):
-    """The affine map that removes the top RANK nuisance directions, in the training set's
-    standardised space: x -> mu + sd * P((x - mu) / sd)."""
-    x = torch.from_numpy(X[train].reshape(len(train), -1).astype(np.float32))
-    mu, sd = x.mean(0), x.std(0).clamp(min=1e-4)
-    diffs = torch.cat([torch.from_numpy(v[train].reshape(len(train), -1).astype(np.float32)) - x for v in views]) / sd
-    torch.manual_seed(0)  # the randomised SVD's start: the same directions on every run
-    # the top right singular vectors of the uncentred differences (a mean shift is nuisance too)
-    u = torch.svd_lowrank(diffs, q=RANK + 16, niter=4)[2][:, :RANK]  # (F, RANK)
+def rows(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a)).flatten(1).float()
 
-    def apply(feats: np.ndarray) -> np.ndarray:
-        z = (torch.from_numpy(feats.reshape(len(feats), -1).astype(np.float32)) - mu) / sd
-        z = z - (z @ u) @ u.T
-        return (mu + sd * z).reshape(feats.shape).numpy()
-    return apply
+
+def nuisance_directions(clean: torch.Tensor, others: list[torch.Tensor], rank: int) -> torch.Tensor:
+    """(F, rank) orthonormal: the top right singular vectors of (other - clean) over all pairs,
+    uncentred (a mean shift is nuisance too), in the standardised space the rows are given in."""
+    torch.manual_seed(0)  # the randomised SVD's start: the same directions on every run
+    return torch.svd_lowrank(torch.cat([o - clean for o in others]), q=rank + 16, niter=4)[2][:, :rank]
+
+
+def fit_head(clean, views, extra, labels, weights, config, *, steps=1000, batch_size=1024, lr=1e-3,
+             weight_decay=1e-2, seed=0, dry_run=False):
+    """ml.train_ser.fit_head on clean + views (labels and weights repeated), with the projection."""
+    x = torch.cat([rows(clean), rows(views)])
+    y = torch.as_tensor(np.concatenate([labels, labels]), dtype=torch.long)
+    mean, std = x.mean(0), x.std(0).clamp(min=1e-4)
+
+    def standard(a):
+        return (rows(a) - mean) / std
+    u = nuisance_directions(standard(clean), [standard(views)] + [standard(e) for e in extra], RANK)
+    g = seed_everything(seed)  # after the SVD's own seed: the training draws are the shipped ones
+    model = SERHead(config)  # initialised after seeding, as in ml.train_ser.fit_head
+    model.mean.copy_(mean)
+    model.std.copy_(std)
+    x = (x - model.mean) / model.std
+    x = x - (x @ u) @ u.T
+    p = torch.as_tensor(np.concatenate([weights, weights]), dtype=torch.float64)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    model.train()
+    for _ in range(1 if dry_run else steps):
+        idx = torch.multinomial(p, min(batch_size, len(p)), replacement=True, generator=g)
+        loss = F.cross_entropy(model.classify(x[idx]), y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    first = model.body[0] if config.hidden else model.fc  # the layer the standardised features enter
+    with torch.no_grad():
+        first.weight -= (first.weight @ u) @ u.T  # W P: the projection, folded in
+    return model.eval()
 
 
 def head_split(clips, X, views, train, test, config, args):
     y = np.array([c.label for c in clips])
     w = speech.balanced_weights([clips[i] for i in train], by=args.weighting)
-    pairs = [views] + ([AMR_WB[id(views)]] if PAIRS == "generic+amr_wb" else [])
-    project = projector(X, pairs, train)
-    head = fit_head(np.concatenate([project(X[train]), project(views[train])]), np.concatenate([y[train], y[train]]),
-                    np.concatenate([w, w]), config, steps=args.steps, seed=args.seed, dry_run=args.dry_run)
-    return ev.head_answers(head, project(X[test])), ProjectedHead(head, project)
-
-
-class ProjectedHead:
-    """What head_answers needs of a head, with the projection in front (the perturbed folds)."""
-
-    def __init__(self, head, project):
-        self.head, self.project = head, project
-
-    def __call__(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.head(torch.from_numpy(self.project(feats.numpy())))
+    extra = [AMR_WB[id(views)][train]] if PAIRS == "generic+amr_wb" else []
+    head = fit_head(X[train], views[train], extra, y[train], w, config, steps=args.steps, seed=args.seed,
+                    dry_run=args.dry_run)
+    return ev.head_answers(head, X[test]), head
 
 
 ev.cached_embeddings, ev.head_split = cached, head_split
