@@ -37,3 +37,19 @@ def test_data_marker_skips_without_corpora_and_fails_in_ci(monkeypatch, tmp_path
     conftest.pytest_runtest_setup(_Item(marked=False))  # unmarked tests never need the corpora
     (tmp_path / "absent.csv").write_text("path\n")
     conftest.pytest_runtest_setup(_Item(marked=True))  # present: runs, in CI too
+
+
+def test_constraints_pin_every_dependency():
+    """constraints.txt (what the README's commands, .ci/run and the Dockerfile install with) pins
+    each package pyproject.toml names, runtime and test alike, to one version."""
+    import re
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = [*project["dependencies"], *[d for deps in project["optional-dependencies"].values() for d in deps]]
+    names = {re.match(r"[A-Za-z0-9_.-]+", d).group(0).lower().replace("_", "-") for d in wanted}
+    pins = dict(line.split("==", 1) for line in (ROOT / "constraints.txt").read_text().splitlines()
+                if line and not line.startswith((" ", "#")))
+    pins = {k.lower().replace("_", "-"): v for k, v in pins.items()}
+    assert names - set(pins) == set(), "pyproject.toml names packages constraints.txt does not pin"
+    assert pins["torch"] == "2.13.0", "no local label (+cpu): the same pin resolves to the CUDA build on a GPU host"
