@@ -23,7 +23,7 @@ def readme_commands() -> list[str]:
     """Every line of every fenced block that is a shell command (not the layout block)."""
     blocks = re.findall(r"^```(\w*)\n(.*?)^```$", README, flags=re.M | re.S)  # (language, text), fences paired
     lines = [line.strip() for lang, block in blocks if not lang for line in block.splitlines() if line.strip()]
-    return [line for line in lines if re.match(r"(pip|curl|docker|python|apt-get) ", line)]
+    return [line for line in lines if re.match(r"(pip|curl|docker|python|apt-get) |COMPOSE_FILE=", line)]
 
 
 def commands(prefix: str) -> list[str]:
@@ -31,7 +31,7 @@ def commands(prefix: str) -> list[str]:
 
 
 def test_every_command_is_covered_by_one_of_these_tests():
-    covered = ("pip install", "curl ", "docker compose up", "python tests/perf/", "apt-get install -y wrk && ",
+    covered = ("pip install", "curl ", "docker compose up", "COMPOSE_FILE=", "python tests/perf/", "apt-get install -y wrk && ",
                "python -m ml.", "python -m service.client ")
     assert len(readme_commands()) >= 15
     assert [c for c in readme_commands() if not c.startswith(covered)] == []
@@ -42,14 +42,16 @@ def test_quick_start_is_two_commands_and_ci_runs_the_second():
     quick = README.split("## Quick start")[1].split("##")[0]
     (block,) = re.findall(r"```\n(.*?)```", quick, flags=re.S)
     first, second = block.strip().splitlines()
-    assert first == "pip install -e . && python -m service"
-    assert second == "pip install -e '.[test]' && python -m pytest"
+    assert first == "pip install -c constraints.txt -e . && python -m service"
+    assert second == "pip install -c constraints.txt -e '.[test]' && python -m pytest"
     assert second in (ROOT / ".ci" / "run").read_text()
 
 
 def test_docker_command_is_what_the_compose_test_runs():
     assert commands("docker ") == ["docker compose up --build"]
-    cpu_file = re.search(r"`COMPOSE_FILE=([^`]+)`", README.split("## Docker")[1]).group(1)
+    (cpu_line,) = commands("COMPOSE_FILE=")
+    cpu_file, rest = cpu_line.removeprefix("COMPOSE_FILE=").split(" ", 1)
+    assert rest == "docker compose up --build"
     compose_test = (ROOT / "tests" / "docker" / "test_compose.py").read_text()
     assert f'"COMPOSE_FILE": "{cpu_file}"' in compose_test
     assert '"docker", "compose", "up", "-d", "--build"' in compose_test  # the same command, detached
@@ -66,7 +68,7 @@ def served(tmp_path_factory):
     sf.write(folder / "clip.wav", data, sr)
     (folder / "memo.m4a").write_bytes(container_bytes(data, sr, "m4a"))
     port = free_port()
-    serve = commands("pip install -e . && ")[0].split(" && ", 1)[1]
+    serve = commands("pip install -c constraints.txt -e . && ")[0].split(" && ", 1)[1]
     proc = subprocess.Popen(serve.split(), cwd=ROOT, env={**os.environ, "EMOFACE_PORT": str(port)},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
