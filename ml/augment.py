@@ -4,11 +4,14 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 
 from ml import audio, codecs
 
+log = logging.getLogger(__name__)
 SR = audio.SAMPLE_RATE
 TELEPHONE_BAND_HZ = (300.0, 3400.0)
 PERTURBATIONS = ("clean", "noise_10db", "telephone_8k", "gain_-20db", "pad_2x", "amr_nb", "amr_wb")
@@ -17,6 +20,21 @@ PERTURBATIONS = ("clean", "noise_10db", "telephone_8k", "gain_-20db", "pad_2x", 
 CODEC_VIEWS = {"3gp": (4_750, 5_900, 7_400, 10_200, 12_200), "awb": codecs.AMR_WB_MODES,
                "webm": (12_000, 16_000, 24_000, 32_000), "m4a": (24_000, 32_000, 48_000, 64_000)}
 CODEC_P = 0.5
+#: The perturbations that go through a codec, by the codec (``ml.codecs.CONTAINERS``) they need.
+PERTURBATION_CODECS = {"amr_nb": "3gp", "amr_wb": "awb"}
+
+
+def perturbations(dry_run: bool = False) -> tuple[str, ...]:
+    """The :data:`PERTURBATIONS` an evaluation scores. Each needs its codec's encoder on this
+    machine: a real run without one stops, naming the library to install; a dry run (a smoke test
+    of the code path, not a measurement) leaves that perturbation out, with a warning."""
+    missing = [k for k in PERTURBATIONS if k in PERTURBATION_CODECS and not codecs.available(PERTURBATION_CODECS[k])]
+    if missing and not dry_run:
+        raise codecs.CodecUnavailable(f"the {', '.join(missing)} perturbation needs {codecs.AMR_WB_LIBRARY}: "
+                                      f"{codecs.AMR_WB_INSTALL} (or run with --dry-run to leave it out)")
+    if missing:
+        log.warning("dry run: no encoder for %s on this machine (%s); left out", ", ".join(missing), codecs.AMR_WB_INSTALL)
+    return tuple(k for k in PERTURBATIONS if k not in missing)
 
 
 def _coloured_noise(n: int, kind: int, g: torch.Generator) -> torch.Tensor:

@@ -59,12 +59,28 @@ def encode(wave: np.ndarray, rate: int, kind: str, channels: int = 1, bit_rate: 
     return buf.getvalue()
 
 
+AMR_WB_LIBRARY = "libvo-amrwbenc.so.0"
+AMR_WB_INSTALL = "apt-get install libvo-amrwbenc0"
+
+
+def available(kind: str) -> bool:
+    """Whether this machine can encode ``kind`` (:data:`CONTAINERS`): PyAV's encoders always are;
+    AMR-WB needs VisualOn's library (:data:`AMR_WB_INSTALL`)."""
+    if kind != "awb":
+        return True
+    try:
+        ctypes.CDLL(AMR_WB_LIBRARY)
+    except OSError:
+        return False
+    return True
+
+
 def amr_wb(wave: np.ndarray, mode: int = 8) -> bytes:
     """``wave`` (T,) float at 16 kHz as an AMR-WB file (``mode`` 0-8, :data:`AMR_WB_MODES`)."""
     try:
-        lib = ctypes.CDLL("libvo-amrwbenc.so.0")
+        lib = ctypes.CDLL(AMR_WB_LIBRARY)
     except OSError:
-        raise CodecUnavailable("no libvo-amrwbenc.so.0: apt-get install libvo-amrwbenc0") from None
+        raise CodecUnavailable(f"no {AMR_WB_LIBRARY}: {AMR_WB_INSTALL}") from None
     lib.E_IF_init.restype = ctypes.c_void_p
     lib.E_IF_encode.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_short),
                                 ctypes.POINTER(ctypes.c_ubyte), ctypes.c_int]

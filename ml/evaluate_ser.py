@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ml import audio, checkpoint, plots
-from ml.augment import PERTURBATIONS, perturb
+from ml.augment import PERTURBATIONS, perturb, perturbations
 from ml.data import ravdess, speech
 from ml.embed import SpeechEmbedder, cached_embeddings
 from ml.labels import EMOTIONS, merge_calm
@@ -92,7 +92,8 @@ def run_fold(fold: int, clips: list[ravdess.RavdessClip], waves: list[np.ndarray
     result: dict = {"fold": fold, "actors": sorted({clips[i].actor for i in test}), "seeds": args.seeds,
                     "epochs": args.epochs, "speeds": args.speeds, "dry_run": args.dry_run, "true": y.tolist()}
 
-    views = {kind: [perturb(waves[i], kind, seed=i) for i in test] for kind in PERTURBATIONS}  # once, for every model
+    kinds = perturbations(args.dry_run)
+    views = {kind: [perturb(waves[i], kind, seed=i) for i in test] for kind in kinds}  # once, for every model
 
     def score(model: torch.nn.Module) -> dict:
         recognizer = EmotionRecognizer(model, speeds=args.speeds)
@@ -104,23 +105,24 @@ def run_fold(fold: int, clips: list[ravdess.RavdessClip], waves: list[np.ndarray
 
     singles = [score(m) for m in members]
     result.update(score(ensemble_of(members)) if len(members) > 1 else singles[0])
-    result["members"] = [{"seed": seed, **{kind: single[kind]["8"]["ua"] for kind in PERTURBATIONS}}
+    result["members"] = [{"seed": seed, **{kind: single[kind]["8"]["ua"] for kind in kinds}}
                          for seed, single in zip(args.seeds, singles)]
     log.info("fold %d: UA8 %s; single seeds clean %s", fold,
-             " ".join(f"{k} {result[k]['8']['ua']:.3f}" for k in PERTURBATIONS), [round(m["clean"], 3) for m in result["members"]])
+             " ".join(f"{k} {result[k]['8']['ua']:.3f}" for k in kinds), [round(m["clean"], 3) for m in result["members"]])
     return result
 
 
 def summarise(results: list[dict], out: Path) -> dict:
     summary: dict = {"folds": [], "mean": {}}
+    kinds = [k for k in PERTURBATIONS if k in results[0]]
     for r in results:
         summary["folds"].append({"fold": r["fold"], "actors": r["actors"],
-                                 **{k: {n: r[k][n] for n in ("8", "7")} for k in PERTURBATIONS}})
+                                 **{k: {n: r[k][n] for n in ("8", "7")} for k in kinds}})
     summary["single_seed_mean_ua8"] = {
-        str(seed): {kind: float(np.mean([r["members"][j][kind] for r in results])) for kind in PERTURBATIONS}
+        str(seed): {kind: float(np.mean([r["members"][j][kind] for r in results])) for kind in kinds}
         for j, seed in enumerate(results[0]["seeds"])
     }
-    for kind in PERTURBATIONS:
+    for kind in kinds:
         summary["mean"][kind] = {
             n: {m: float(np.mean([r[kind][n][m] for r in results])) for m in ("ua", "wa", "macro_f1")} for n in ("8", "7")
         }
@@ -149,7 +151,7 @@ def markdown(summary: dict) -> str:
               + "".join(f" UA 8, seed {seed} alone |" for seed in singles),
               "|---|---|---|---|" + "---|" * len(singles)]
     clean = summary["mean"]["clean"]["8"]["ua"]
-    for kind in PERTURBATIONS:
+    for kind in summary["mean"]:
         s = summary["mean"][kind]
         lines.append(f"| {kind} | {100 * s['8']['ua']:.1f} | {100 * (clean - s['8']['ua']):+.1f} | {100 * s['7']['ua']:.1f} |"
                      + "".join(f" {100 * single[kind]:.1f} |" for single in singles.values()))
@@ -195,6 +197,7 @@ def evaluate_head(args: argparse.Namespace) -> dict:
     corpora in training, for the frozen-encoder recipe (``ml.train_ser --recipe whisper``)."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    kinds = perturbations(args.dry_run)  # a missing encoder stops the run here, not after the LOCO
     clips = speech.load_all(args.data)
     if args.dry_run:  # one clip of every corpus, class and RAVDESS fold
         clips = speech.first_of_each(clips)
@@ -235,7 +238,7 @@ def evaluate_head(args: argparse.Namespace) -> dict:
     pooled_true, pooled_pred = [], []
     rav = np.flatnonzero(corpus == "ravdess")
     perturbed = {kind: cached_embeddings([clips[i].path for i in rav], embedder, Path(args.cache), perturbation=kind)
-                 for kind in PERTURBATIONS if kind != "clean"}  # the RAVDESS clips, heard otherwise
+                 for kind in kinds if kind != "clean"}  # the RAVDESS clips, heard otherwise
     for fold in range(1, 7):
         test = np.flatnonzero((corpus == "ravdess") & (folds == fold))
         if not len(test):

@@ -192,6 +192,17 @@ def live_server(ser: Path, gen: Path, **overrides):
         thread.join(10)
 
 
+def require_codec(kind: str) -> None:
+    """Skip (outside CI) when this machine cannot encode ``kind``, naming the install line; in CI
+    (``.ci/run`` installs every encoder) its absence is a failure."""
+    if codecs.available(kind):
+        return
+    reason = f"no encoder for {kind} on this machine: {codecs.AMR_WB_INSTALL}"
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (.ci/run installs it)", pytrace=False)
+    pytest.skip(reason)
+
+
 def container_bytes(wave: np.ndarray, rate: int, kind: str, channels: int = 1) -> bytes:
     """``wave`` (T,) float at ``rate`` as a file of ``kind`` (:data:`ml.codecs.CONTAINERS`). The
     AMR-WB encoder is Debian's libvo-amrwbenc0: .ci/run installs it; elsewhere its absence skips."""

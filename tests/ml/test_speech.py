@@ -204,7 +204,9 @@ def test_codec_views_are_seeded_and_half_of_them_go_through_a_codec():
     """With ``codec``, a view is the plain view sent through one of the phone or browser codecs
     about half of the time (and the same every time for a seed); the others are the plain view."""
     from ml.augment import random_view
+    from tests.conftest import require_codec
 
+    require_codec("awb")
     x = speechlike(2.0, seed=1)
     seeds = range(16)
     plain = [random_view(x, seed=s) for s in seeds]

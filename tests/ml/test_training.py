@@ -5,8 +5,20 @@ import json
 import numpy as np
 import pytest
 
-from ml import checkpoint, train_gan, train_ser
+from ml import checkpoint, codecs, train_gan, train_ser
+from ml.augment import perturbations
 from tests.conftest import DATA, tiny_fer_csv
+
+
+def test_a_missing_encoder_stops_a_real_evaluation_and_a_dry_run_leaves_its_perturbation_out(monkeypatch):
+    """Without VisualOn's AMR-WB library a real evaluation stops at once, naming the install line;
+    the README's --dry-run lines still run, without the amr_wb perturbation."""
+    monkeypatch.setattr(codecs, "available", lambda kind: kind != "awb")
+    with pytest.raises(codecs.CodecUnavailable, match="apt-get install libvo-amrwbenc0"):
+        perturbations()
+    assert "amr_wb" not in perturbations(dry_run=True) and "amr_nb" in perturbations(dry_run=True)
+    monkeypatch.setattr(codecs, "available", lambda kind: True)
+    assert perturbations() == perturbations(dry_run=True) and "amr_wb" in perturbations()
 
 
 def test_gan_dry_run(tmp_path):
@@ -126,7 +138,7 @@ def test_ser_loco_dry_run_scores_every_corpus_on_its_own_classes(tmp_path):
     assert summary["loco"]["turev"]["classes"] == ["calm", "happy", "sad", "angry"]
     assert summary["loco_worst"] in speech.CORPORA and 0 <= summary["loco_mean_ua"] <= 1
     assert [f["fold"] for f in summary["ravdess_folds"]] == [1, 2, 3, 4, 5, 6]
-    assert set(summary["ravdess_perturbed_ua8"]) == set(evaluate_ser.PERTURBATIONS) - {"clean"}
+    assert set(summary["ravdess_perturbed_ua8"]) == set(perturbations(dry_run=True)) - {"clean"}
     for corpus in speech.CORPORA:
         assert (tmp_path / "eval" / f"confusion_{corpus}.png").exists()
     saved = json.loads((tmp_path / "eval" / "eval.json").read_text())
@@ -174,7 +186,8 @@ def test_ser_cross_validation_dry_run_reuses_its_members(tmp_path, caplog):
     summary = evaluate_ser.main(args)
     assert [f["fold"] for f in summary["folds"]] == [1, 2]
     assert set(summary["single_seed_mean_ua8"]) == {"0", "1"}
-    for kind in evaluate_ser.PERTURBATIONS:
+    assert list(summary["mean"]) == list(perturbations(dry_run=True))
+    for kind in summary["mean"]:
         assert 0 <= summary["mean"][kind]["8"]["ua"] <= 1 and 0 <= summary["mean"][kind]["7"]["ua"] <= 1
     assert (tmp_path / "cv" / "fold2_seed1.pt").exists() and (tmp_path / "cv" / "confusion_8.png").exists()
     assert "seed 1 alone" in (tmp_path / "cv" / "cv.md").read_text()
