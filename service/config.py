@@ -41,8 +41,16 @@ class Settings(BaseSettings):
     max_streams: int = Field(16, ge=0, description="live WebSocket streams at once (1013 beyond)")
     stream_max_s: float = Field(600.0, gt=0, description="longest a live stream may stay open")
     stream_idle_s: float = Field(10.0, gt=0, description="longest a live stream may send nothing")
+    stream_max_per_client: int = Field(4, ge=1, description="live streams one client address may hold at once")
+    stream_min_rate: float = Field(0.5, ge=0, le=1, description="least audio a live stream must send, in seconds "
+                                                                "per second after its first 5 s (1008 below it)")
     decode_timeout_s: float = Field(10.0, gt=0, description="longest an FFmpeg decode (M4A, WebM, ...) may run in "
                                                             "its child process before it is killed (415)")
+    max_ffmpeg_decodes: int = Field(0, ge=0, description="FFmpeg decodes (child processes) at once "
+                                                         "(0 = one per two CPU cores, at least one)")
+    ffmpeg_wait_s: float = Field(2.0, gt=0, description="longest an upload waits for an FFmpeg decoder (503 after)")
+    decode_memory_mb: float = Field(160.0, gt=0, description="address space an FFmpeg child may add while it "
+                                                             "decodes (413 beyond)")
     drain_s: float = Field(6.0, ge=0, description="on SIGTERM, how long in-flight requests may still finish; "
                                                   "after it they get 503 (keep under the orchestrator's grace)")
     cpu_threads: int = Field(0, ge=0, description="torch intra-op threads (0 = torch default)")

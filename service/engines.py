@@ -19,7 +19,8 @@ from ml.generate import FaceGenerator
 from ml.recognize import EmotionRecognizer
 from ml.runtime import select_device
 from service.config import Settings
-from service.admission import Budget, Drain
+from service.decoding import Decoder
+from service.admission import Budget, Drain, StreamTable
 from service.inference import InvalidOutput, MicroBatcher, render_items, timed
 from service.metrics import Metrics
 from service.schemas import ModelCard
@@ -38,10 +39,10 @@ class Engines:
     models: list[ModelCard]
     clips: Budget  # recordings admitted at once: decoding, queued or being heard
     face_work: Budget  # face work admitted at once, in single-48px-face units
-    decodes: asyncio.Semaphore  # recordings decoded at once
+    decoder: Decoder  # recordings decoded at once: libsndfile and FFmpeg slots, bounded apart
     drain: Drain
     ready: asyncio.Event = field(default_factory=asyncio.Event)
-    streams: int = 0  # live WebSocket streams open (service/live.py)
+    streams: StreamTable = field(default_factory=lambda: StreamTable(0, 0, 0.0))  # live WebSocket streams
 
 
 def _info(name: str, path: Path, loaded, seconds: float) -> ModelCard:
@@ -84,9 +85,14 @@ def load_engines(settings: Settings, metrics: Metrics, drain: Drain | None = Non
     faces = MicroBatcher(functools.partial(render_items, generator), name="generator",
                          max_batch=settings.max_batch_size, max_wait_s=wait, on_batch=metrics.observe_batch,
                          max_queue=4 * settings.max_queue_faces, timeout_s=settings.queue_timeout_s, workers=workers)
-    decodes = asyncio.Semaphore(settings.max_decodes or os.cpu_count() or 1)
+    cores = os.cpu_count() or 1
+    decoder = Decoder(max_decodes=settings.max_decodes or cores, max_ffmpeg=settings.max_ffmpeg_decodes or max(1, cores // 2),
+                      ffmpeg_wait_s=settings.ffmpeg_wait_s, timeout_s=settings.decode_timeout_s,
+                      memory_bytes=int(settings.decode_memory_mb * 1024 * 1024))
+    streams = StreamTable(settings.max_streams, settings.stream_max_per_client, settings.stream_min_rate)
     return Engines(settings, device, ser, faces, models, clips=Budget("emotion", settings.max_queue_clips),
-                   face_work=Budget("face", settings.max_queue_faces), decodes=decodes, drain=drain or Drain())
+                   face_work=Budget("face", settings.max_queue_faces), decoder=decoder, drain=drain or Drain(),
+                   streams=streams)
 
 
 async def warm_up(engines: Engines) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import secrets
 import tempfile
 from typing import Annotated, BinaryIO
@@ -18,7 +17,6 @@ from starlette.datastructures import UploadFile
 
 from ml import audio
 from ml.labels import EMOTIONS, fer_index, normalize_emotion
-from service import decoding
 from service.admission import Guard
 from service.config import STATIC_DIR
 from service.deps import Auth, Guarded, Models
@@ -102,21 +100,10 @@ async def read_audio(request: Request) -> BinaryIO:
     return file
 
 
-def decode_upload(file: BinaryIO, max_duration_s: float, timeout_s: float) -> tuple[audio.DecodedAudio, int]:
-    """The decoded recording, and the face seed its bytes give (on a worker thread)."""
-    file.seek(0)
-    digest = hashlib.sha256()
-    for chunk in iter(lambda: file.read(SPOOL_BYTES), b""):
-        digest.update(chunk)
-    file.seek(0)
-    decoded = decoding.decode(file, max_duration_s=max_duration_s, timeout_s=timeout_s)
-    return decoded, seed_from_digest(digest.digest())
-
-
 async def decode_audio(engines: Engines, file: BinaryIO) -> tuple[audio.DecodedAudio, int]:
-    async with engines.decodes:  # a bounded number at once, whatever the number of uploads
-        settings = engines.settings
-        return await anyio.to_thread.run_sync(decode_upload, file, settings.max_audio_s, settings.decode_timeout_s)
+    """The decoded recording, and the face seed its bytes give."""
+    decoded, digest = await engines.decoder.decode(file, max_duration_s=engines.settings.max_audio_s)
+    return decoded, seed_from_digest(digest)
 
 
 async def recognise(request: Request, engines: Engines, guard: Guard) -> tuple[int, dict]:

@@ -2,6 +2,7 @@
 same answers as the WAV, 4xx for a cut or damaged file, and a decoder that crashes or hangs
 costs its own request alone."""
 
+import asyncio
 import fractions
 import io
 import os
@@ -13,7 +14,14 @@ import pytest
 
 from ml import audio
 from service import decoding
-from tests.conftest import CONTAINERS, assert_problem, container_bytes, fixture_clips, wav_bytes
+from tests.conftest import (
+    CONTAINERS,
+    assert_problem,
+    container_bytes,
+    fixture_clips,
+    wav_bytes,
+)
+from tests.service.stand_in_decoders import crash, hang
 
 MIME = {"m4a": "audio/mp4", "mp4": "video/mp4", "mov": "video/quicktime", "webm": "audio/webm",
         "mkv": "video/x-matroska", "webm-vorbis": "audio/webm", "3gp": "audio/3gpp", "awb": "audio/amr-wb"}
@@ -51,15 +59,6 @@ def test_cut_or_damaged_files_get_415_and_the_service_goes_on(shipped_client, sp
     assert shipped_client.post("/emotion", files={"file": (f"clip.{kind}", data)}).status_code == 200
 
 
-def crash(data: bytes, *, max_duration_s: float) -> audio.DecodedAudio:
-    os.abort()  # what a segfault in FFmpeg does to its process
-
-
-def hang(data: bytes, *, max_duration_s: float) -> audio.DecodedAudio:
-    time.sleep(3600)
-    raise AssertionError("unreachable")
-
-
 @pytest.mark.parametrize("decoder, reason", [(crash, "crashed"), (hang, "took over")])
 def test_a_decoder_that_crashes_or_hangs_fails_only_its_request(tiny_weights, monkeypatch, spoken, decoder, reason):
     from tests.conftest import make_client, wait_ready
@@ -93,20 +92,26 @@ def flac_bomb(seconds: int = 39, rate: int = 192_000, channels: int = 8) -> byte
     return buf.getvalue()
 
 
+def decode_isolated(data: bytes, timeout_s: float) -> audio.DecodedAudio:
+    """``data`` decoded by FFmpeg in a confined child, as the service does it."""
+    decoder = decoding.Decoder(max_decodes=1, max_ffmpeg=1, ffmpeg_wait_s=60, timeout_s=timeout_s, memory_bytes=160 << 20)
+    return asyncio.run(decoder.decode_ffmpeg(data, max_duration_s=60))
+
+
 def test_real_ffmpeg_killed_mid_decode_leaves_the_next_decode_served(spoken):
     """Not a stand-in: FFmpeg itself decoding a small file that outlasts the time limit is killed
     in its child, and the next upload decodes in a child of the same forkserver."""
     bomb, webm = flac_bomb(), container_bytes(spoken, audio.SAMPLE_RATE, "webm")
     assert len(bomb) < 1_000_000
-    decoding.decode_isolated(webm, max_duration_s=60, timeout_s=60)  # the forkserver is up
+    decode_isolated(webm, timeout_s=60)  # the forkserver is up
     t0 = time.perf_counter()
-    whole = decoding.decode_isolated(bomb, max_duration_s=60, timeout_s=60)  # it does decode, given time
+    whole = decode_isolated(bomb, timeout_s=60)  # it does decode, given time
     took = time.perf_counter() - t0
     assert whole.channels == 8 and whole.input_sample_rate == 192_000 and abs(whole.duration_s - 39) < 0.1
     limit = took / 4
     t0 = time.perf_counter()
     with pytest.raises(decoding.DecoderFailedError, match="took over"):
-        decoding.decode_isolated(bomb, max_duration_s=60, timeout_s=limit)
+        decode_isolated(bomb, timeout_s=limit)
     assert time.perf_counter() - t0 < limit + 2
-    again = decoding.decode_isolated(webm, max_duration_s=60, timeout_s=60)
+    again = decode_isolated(webm, timeout_s=60)
     assert abs(again.duration_s - len(spoken) / audio.SAMPLE_RATE) < 0.1

@@ -1,0 +1,15 @@
+"""Decoders that fail as FFmpeg can, for the service's child process to run in place of PyAV.
+A module of their own that imports nothing heavy: the child imports it by name, and it must
+start as fast as the real decoder's child does."""
+
+import os
+import time
+
+
+def crash(data: bytes, *, max_duration_s: float):
+    os.abort()  # what a segfault in FFmpeg does to its process
+
+
+def hang(data: bytes, *, max_duration_s: float):
+    time.sleep(3600)
+    raise AssertionError("unreachable")
