@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from service.inference import Overloaded
@@ -136,3 +138,61 @@ class Guard:
     def close(self) -> None:
         if self._gone is not None:
             self._gone.cancel()
+
+
+#: A new live stream's first seconds, before its audio rate counts (a microphone starting up).
+GRACE_S = 5.0
+
+
+class NoSlot(Exception):
+    """Every live-stream slot (or every one this client may hold) is taken by a stream that sends."""
+
+
+@dataclass(eq=False)
+class Slot:
+    """One open stream's place: who holds it, since when, how much audio it has sent."""
+
+    client: str
+    opened: float
+    audio_s: float = 0.0
+    evicted: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def starving(self, now: float, min_rate: float) -> bool:
+        """Sent less than ``min_rate`` seconds of audio per second since :data:`GRACE_S` after opening."""
+        return now - self.opened > GRACE_S and self.audio_s < min_rate * (now - self.opened - GRACE_S)
+
+
+class StreamTable:
+    """The live streams' slots: at most ``capacity``, ``per_client`` per client address. A stream
+    that asks when they are full takes the slot of one that is starving (:meth:`Slot.starving`)."""
+
+    def __init__(self, capacity: int, per_client: int, min_rate: float) -> None:
+        self.capacity, self.per_client, self.min_rate = capacity, per_client, min_rate
+        self.slots: list[Slot] = []
+
+    def __len__(self) -> int:
+        return len(self.slots)
+
+    def open(self, client: str) -> Slot:
+        now = time.monotonic()
+        mine = [s for s in self.slots if s.client == client]
+        if len(mine) >= self.per_client and not self._evict(mine, now):
+            raise NoSlot(f"this client holds {self.per_client} live streams already; retry shortly")
+        if len(self.slots) >= self.capacity and not self._evict(self.slots, now):
+            raise NoSlot(f"the service holds {self.capacity} live streams; retry shortly")
+        slot = Slot(client, now)
+        self.slots.append(slot)
+        return slot
+
+    def _evict(self, among: list[Slot], now: float) -> bool:
+        starving = [s for s in among if s.starving(now, self.min_rate)]
+        if not starving:
+            return False
+        victim = min(starving, key=lambda s: s.audio_s - self.min_rate * (now - s.opened))
+        self.close(victim)
+        victim.evicted.set()
+        return True
+
+    def close(self, slot: Slot) -> None:
+        if slot in self.slots:
+            self.slots.remove(slot)

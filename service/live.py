@@ -1,6 +1,6 @@
 """The live route: a WebSocket that hears a voice as it speaks and answers with a face.
 
-    ws://localhost:8000/ws/speech-to-face?rate=16000&seed=7   (&api_key=... when a key is set)
+    ws://localhost:8000/ws/speech-to-face?rate=16000&seed=7
 
 The client sends binary messages of 16-bit little-endian mono PCM at ``rate`` (8-48 kHz), any
 length up to :data:`MAX_MESSAGE_BYTES`. For each :data:`HOP_S` of audio received, the server
@@ -16,14 +16,26 @@ does not flicker on every hop; ``emotion`` is their most probable. The face keep
 routes, one at a time per stream: a hop that comes while the last is still being heard is
 dropped (counted in ``dropped``), so a slow model never builds a queue.
 
+**Before the handshake completes** the API key (when ``EMOFACE_API_KEY`` is set: the
+``X-API-Key`` header, ``Authorization: Bearer``, or, from a browser, which cannot set headers, the
+subprotocol ``emoface-key.<the key in unpadded base64url>`` beside ``emoface``) and the ``Origin``
+(the service's own page, or one of ``EMOFACE_CORS_ORIGINS``; clients that send none, not browsers,
+pass) are checked. A refusal is an HTTP problem+json answer to the handshake, 401 or 403: no
+WebSocket is opened and no frame is answered. ``rate`` and ``seed`` are ASCII digits only.
+
+**Slots.** At most ``EMOFACE_MAX_STREAMS`` streams, ``EMOFACE_STREAM_MAX_PER_CLIENT`` of them per
+client address. A stream must send audio at ``EMOFACE_STREAM_MIN_RATE`` of real time at least,
+counted from :data:`GRACE_S` after it opened: one that sends less is closed with 1008, and when
+the slots are full a new stream takes the slot of such a starving one at once.
+
 Closing codes: 1000 the stream reached ``EMOFACE_STREAM_MAX_S``; 1001 idle for
 ``EMOFACE_STREAM_IDLE_S``, or the service is shutting down; 1003 a text message; 1007 a binary
-message of an odd length (not 16-bit samples); 1008 a bad ``rate`` or ``seed``, a missing or
-wrong API key, or a client that stopped reading; 1009 a message over :data:`MAX_MESSAGE_BYTES`;
-1011 the model failed; 1013 the service is not ready or holds ``EMOFACE_MAX_STREAMS`` streams
-already. The reason says which. A client that stops reading costs its socket buffers at most:
-once they are full, the next answer waits :data:`SEND_TIMEOUT_S` and the stream is closed (and
-in any case at ``EMOFACE_STREAM_MAX_S``).
+message of an odd length (not 16-bit samples); 1008 a bad ``rate`` or ``seed``, a stream too slow
+(or evicted for being so), or a client that stopped reading; 1009 a message over
+:data:`MAX_MESSAGE_BYTES`; 1011 the model failed; 1013 the service is not ready or its slots (or
+this client's) are taken. The reason says which. A client that stops reading costs its socket
+buffers at most: once they are full, the next answer waits :data:`SEND_TIMEOUT_S` and the stream
+is closed (and in any case at ``EMOFACE_STREAM_MAX_S``).
 """
 
 from __future__ import annotations
@@ -34,14 +46,17 @@ import logging
 import math
 import secrets
 import time
+from urllib.parse import urlsplit
 
 import numpy as np
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from ml import audio
 from ml.labels import EMOTIONS, fer_index
+from service.admission import GRACE_S, NoSlot, Slot
 from service.deps import key_matches
 from service.engines import Engines
+from service.errors import problem_response
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -52,6 +67,8 @@ SMOOTHING = 0.5  # weight of the newest window in the running average of the pro
 MAX_MESSAGE_BYTES = 64 * 1024
 MIN_RATE, MAX_RATE = 8_000, 48_000
 SEND_TIMEOUT_S = 5.0  # a client that stops reading is closed, not waited on
+SUBPROTOCOL = "emoface"
+KEY_PROTOCOL = "emoface-key."  # + the API key in unpadded base64url: how a browser sends it
 
 
 class StreamClosed(Exception):
@@ -102,52 +119,107 @@ def _param(ws: WebSocket, name: str, default: int | None, low: int, high: int) -
     value = ws.query_params.get(name)
     if value is None:
         return default
-    if not value.isdigit() or not low <= int(value) <= high:
-        raise StreamClosed(1008, f"{name} must be an integer from {low} to {high}, not {value!r}")
+    # ASCII digits only (str.isdigit also takes "²" and Arabic-Indic digits), and short: int() of a
+    # 4,300-digit string raises rather than answer
+    if not (len(value) <= 10 and value.isascii() and value.isdigit()) or not low <= int(value) <= high:
+        raise StreamClosed(1008, f"{name} must be an integer from {low} to {high}, not {value[:20]!r}")
     return int(value)
+
+
+def _offered_key(ws: WebSocket) -> str | None:
+    """The API key the handshake carries: header, Bearer, or a browser's subprotocol token."""
+    if key := ws.headers.get("x-api-key"):
+        return key
+    auth = ws.headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:]
+    for token in ws.scope.get("subprotocols", []):
+        if token.startswith(KEY_PROTOCOL):
+            try:
+                return base64.urlsafe_b64decode(token[len(KEY_PROTOCOL):] + "==").decode()
+            except (ValueError, UnicodeDecodeError):
+                return None
+    return None
+
+
+def _origin_allowed(ws: WebSocket, allowed: list[str]) -> bool:
+    """Browsers always send Origin on a WebSocket: it must be this service's own page or a listed
+    one. Other clients send none and are judged by the key alone."""
+    origin = ws.headers.get("origin")
+    if origin is None or origin in allowed:
+        return True
+    return urlsplit(origin).netloc.lower() == ws.headers.get("host", "").lower()
+
+
+async def _refuse(ws: WebSocket, status: int, slug: str, title: str, detail: str) -> None:
+    """Answer the handshake with problem+json (ASGI's denial response), or, where the server
+    cannot, close before accepting (an HTTP 403). Either way no WebSocket opens."""
+    if "websocket.http.response" in ws.scope.get("extensions", {}):
+        await ws.send_denial_response(problem_response(status, slug, title, detail, ws.url.path))
+    else:
+        await ws.close(1008, detail)
 
 
 @router.websocket("/ws/speech-to-face")
 async def speech_to_face_live(ws: WebSocket) -> None:
     engines: Engines | None = ws.app.state.engines
-    await ws.accept()
+    settings = ws.app.state.settings
+    if not key_matches(settings.api_key, _offered_key(ws)):
+        await _refuse(ws, 401, "unauthorized", "Unauthorized", "a valid API key is required (X-API-Key, Bearer, "
+                      f"or the subprotocol {KEY_PROTOCOL}<key in base64url>)")
+        return
+    if not _origin_allowed(ws, settings.cors_origins):
+        await _refuse(ws, 403, "forbidden-origin", "Origin not allowed",
+                      f"pages from {ws.headers.get('origin', '')[:100]!r} may not open streams here")
+        return
+    offered = ws.scope.get("subprotocols", [])
+    await ws.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
     try:
         if engines is None or not engines.ready.is_set() or engines.drain.draining:
             raise StreamClosed(1013, "the service is not ready; retry shortly")
-        given = ws.headers.get("x-api-key") or ws.query_params.get("api_key")
-        if not key_matches(engines.settings.api_key, given):
-            raise StreamClosed(1008, "a valid API key is required (X-API-Key header or api_key parameter)")
         rate = _param(ws, "rate", audio.SAMPLE_RATE, MIN_RATE, MAX_RATE)
         seed = _param(ws, "seed", None, 0, 2**32 - 1)
         seed = secrets.randbelow(2**32) if seed is None else seed
-        if engines.streams >= engines.settings.max_streams:
-            raise StreamClosed(1013, f"the service holds {engines.settings.max_streams} live streams; retry shortly")
-        engines.streams += 1
         try:
-            await _serve(ws, engines, LiveStream(rate), seed)
+            slot = engines.streams.open(ws.client.host if ws.client else "")
+        except NoSlot as full:
+            raise StreamClosed(1013, str(full)) from None
+        try:
+            await _serve(ws, engines, LiveStream(rate), seed, slot)
         finally:
-            engines.streams -= 1
+            engines.streams.close(slot)
     except StreamClosed as closed:
         await _close(ws, closed.code, closed.reason)
     except WebSocketDisconnect:
         pass
 
 
-async def _serve(ws: WebSocket, engines: Engines, stream: LiveStream, seed: int) -> None:
+async def _serve(ws: WebSocket, engines: Engines, stream: LiveStream, seed: int, slot: Slot) -> None:
     settings = engines.settings
     end = time.monotonic() + settings.stream_max_s
     pending: asyncio.Task | None = None
+    evicted = asyncio.ensure_future(slot.evicted.wait())
+    last = time.monotonic()  # when the last message came
     try:
         while True:
-            left = end - time.monotonic()
-            if left <= 0:
+            now = time.monotonic()
+            if now >= end:
                 raise StreamClosed(1000, f"the stream reached its limit of {settings.stream_max_s:g} s")
-            try:
-                message = await asyncio.wait_for(ws.receive(), min(settings.stream_idle_s, left))
-            except asyncio.TimeoutError:
-                if time.monotonic() >= end:
-                    continue
-                raise StreamClosed(1001, f"nothing received for {settings.stream_idle_s:g} s") from None
+            if now - last >= settings.stream_idle_s:
+                raise StreamClosed(1001, f"nothing received for {settings.stream_idle_s:g} s")
+            if slot.starving(now, settings.stream_min_rate):
+                raise StreamClosed(1008, f"the stream sent {slot.audio_s:.1f} s of audio in {now - slot.opened:.0f} s; "
+                                         f"at least {settings.stream_min_rate:g} of real time is needed")
+            receive = asyncio.ensure_future(ws.receive())
+            await asyncio.wait({receive, evicted}, timeout=min(end - now, last + settings.stream_idle_s - now, GRACE_S),
+                               return_when=asyncio.FIRST_COMPLETED)
+            if not receive.done():
+                receive.cancel()
+                if evicted.done():
+                    raise StreamClosed(1008, "the stream sent too little audio and its slot went to a new one")
+                continue  # the stream's end, idleness and rate are checked at the top
+            last = time.monotonic()
+            message = receive.result()
             if message["type"] == "websocket.disconnect":
                 return
             if engines.drain.draining:
@@ -157,6 +229,7 @@ async def _serve(ws: WebSocket, engines: Engines, stream: LiveStream, seed: int)
             if len(message["bytes"]) > MAX_MESSAGE_BYTES:
                 raise StreamClosed(1009, f"a message holds at most {MAX_MESSAGE_BYTES} bytes")
             stream.feed(message["bytes"])
+            slot.audio_s = stream.received / stream.rate
             if pending is not None and pending.done():
                 pending.result()  # a StreamClosed from the last window ends the stream here
                 pending = None
@@ -166,6 +239,7 @@ async def _serve(ws: WebSocket, engines: Engines, stream: LiveStream, seed: int)
                 else:
                     stream.dropped += 1
     finally:
+        evicted.cancel()
         if pending is not None and not pending.done():
             pending.cancel()
 

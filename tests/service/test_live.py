@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 from PIL import Image
+from starlette.testclient import WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
 
 from ml import audio
@@ -112,23 +113,49 @@ def test_bad_messages_close_with_their_code(live, send, code, mentions):
     assert live.get("/health").status_code == 200
 
 
-@pytest.mark.parametrize("query", ["rate=1000", "rate=abc", "seed=-1", "seed=99999999999"])
+@pytest.mark.parametrize("query", ["rate=1000", "rate=abc", "seed=-1", "seed=99999999999", "rate=\u00b2",
+                                   "rate=\u0661\u0666\u0660\u0660\u0660", "seed=" + "9" * 4300])
 def test_bad_parameters_close_with_1008(live, query):
     with live.websocket_connect(f"/ws/speech-to-face?{query}") as ws:
         code, reason = closed_with(ws)
     assert code == 1008 and query.split("=")[0] in reason
 
 
+def refused(live, path: str, **kwargs) -> tuple[int, dict]:
+    """The handshake's HTTP answer when the route refuses it before accepting: (status, problem)."""
+    with pytest.raises(WebSocketDenialResponse) as denied:
+        with live.websocket_connect(path, **kwargs):
+            pass
+    return denied.value.status_code, denied.value.json()
+
+
 @pytest.mark.parametrize("live", [{"api_key": "s3cret"}], indirect=True)
-def test_the_api_key_guards_the_stream(live, speech):
-    with live.websocket_connect("/ws/speech-to-face") as ws:
-        assert closed_with(ws)[0] == 1008
-    with live.websocket_connect("/ws/speech-to-face?api_key=s3cret") as ws:
-        stream(ws, speech[:int(1.2 * 16_000)], 16_000)
-        assert ws.receive_json()["type"] == "face"
-    with live.websocket_connect("/ws/speech-to-face", headers={"X-API-Key": "s3cret"}) as ws:
-        stream(ws, speech[:int(1.2 * 16_000)], 16_000)
-        assert ws.receive_json()["type"] == "face"
+def test_the_api_key_guards_the_stream_before_the_handshake(live, speech):
+    """No key, a wrong one, or one in the URL (which logs keep): a 401 problem+json answers the
+    handshake, so no WebSocket opens and no frame is answered. Header, Bearer or a browser's
+    subprotocol token open it."""
+    for path, headers in [("/ws/speech-to-face", {}), ("/ws/speech-to-face?api_key=s3cret", {}),
+                          ("/ws/speech-to-face", {"X-API-Key": "wrong"})]:
+        status, problem = refused(live, path, headers=headers)
+        assert status == 401 and problem["type"].endswith("/unauthorized") and "subprotocol" in problem["detail"]
+    token = "emoface-key." + base64.urlsafe_b64encode(b"s3cret").decode().rstrip("=")
+    for kwargs in [{"headers": {"X-API-Key": "s3cret"}}, {"headers": {"Authorization": "Bearer s3cret"}},
+                   {"subprotocols": ["emoface", token]}]:
+        with live.websocket_connect("/ws/speech-to-face", **kwargs) as ws:
+            if "subprotocols" in kwargs:
+                assert ws.accepted_subprotocol == "emoface"  # the key's token is never echoed
+            stream(ws, speech[:int(1.2 * 16_000)], 16_000)
+            assert ws.receive_json()["type"] == "face"
+
+
+@pytest.mark.parametrize("live", [{"cors_origins": ["https://app.example"]}], indirect=True)
+def test_only_the_services_own_page_and_listed_origins_open_streams(live, speech):
+    status, problem = refused(live, "/ws/speech-to-face", headers={"Origin": "https://evil.example"})
+    assert status == 403 and problem["type"].endswith("/forbidden-origin")
+    for origin in ("https://app.example", "http://testserver"):  # listed; the service's own page (its Host)
+        with live.websocket_connect("/ws/speech-to-face", headers={"Origin": origin}) as ws:
+            stream(ws, speech[:int(1.2 * 16_000)], 16_000)
+            assert ws.receive_json()["type"] == "face"
 
 
 @pytest.mark.parametrize("live", [{"max_streams": 1}], indirect=True)
@@ -173,3 +200,39 @@ def test_the_server_refuses_an_oversized_message_before_buffering_it(tiny_weight
 
     with live_server(*tiny_weights, log_level="WARNING") as (_, base):
         assert asyncio.run(oversized(base)) == 1009
+
+
+@pytest.fixture()
+def short_grace(monkeypatch):
+    """A stream's audio rate counts after 0.3 s instead of 5 s, so the tests need not wait."""
+    from service import admission
+
+    monkeypatch.setattr(admission, "GRACE_S", 0.3)
+
+
+@pytest.mark.parametrize("live", [{"max_streams": 2, "stream_max_per_client": 2}], indirect=True)
+def test_squatters_that_send_too_little_give_their_slots_to_a_real_stream(short_grace, live, speech):
+    """Streams that hold a slot and trickle bytes: once past the grace, a new stream takes the slot
+    of one of them at once (which is closed with 1008), and one that goes on starving is closed."""
+    with live.websocket_connect("/ws/speech-to-face") as first, live.websocket_connect("/ws/speech-to-face") as second:
+        first.send_bytes(b"\x00\x00")
+        second.send_bytes(b"\x00\x00")
+        time.sleep(0.6)
+        with live.websocket_connect("/ws/speech-to-face") as real:
+            stream(real, speech[:int(1.2 * 16_000)], 16_000)
+            assert real.receive_json()["type"] == "face"
+        closes = [closed_with(first), closed_with(second)]
+    assert all(code == 1008 for code, _ in closes)
+    assert any("went to a new one" in reason for _, reason in closes)
+    assert any("of real time is needed" in reason for _, reason in closes)
+
+
+@pytest.mark.parametrize("live", [{"max_streams": 8, "stream_max_per_client": 1}], indirect=True)
+def test_one_client_holds_at_most_its_share_of_streams(live, speech):
+    with live.websocket_connect("/ws/speech-to-face") as first:
+        with live.websocket_connect("/ws/speech-to-face") as second:
+            code, reason = closed_with(second)
+        assert code == 1013 and "this client holds 1" in reason
+        stream(first, speech[:int(1.2 * 16_000)], 16_000)
+        assert first.receive_json()["type"] == "face"
+
