@@ -26,6 +26,7 @@ import asyncio
 import base64
 import json
 import os
+import re
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,7 +97,7 @@ def _checked(response: httpx.Response) -> httpx.Response:
     retry = response.headers.get("retry-after")
     raise EmofaceError(response.status_code, str(body.get("type", "about:blank")),
                        str(body.get("title", response.reason_phrase)), str(body.get("detail", response.text[:200])),
-                       float(retry) if retry and retry.replace(".", "", 1).isdigit() else None)
+                       float(retry) if retry and re.fullmatch(r"[0-9]{1,9}(\.[0-9]{1,6})?", retry) else None)
 
 
 def _emotion(response: httpx.Response) -> Emotion:

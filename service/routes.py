@@ -147,9 +147,10 @@ async def ready(engines: Models) -> Ready:
     return Ready(status="ready", device=str(engines.device), models=engines.models)
 
 
-@router.get("/metrics", tags=["ops"], response_class=Response)
+@router.get("/metrics", tags=["ops"], response_class=Response, dependencies=Auth)
 async def metrics(request: Request) -> Response:
-    """Prometheus metrics: requests, latencies, errors per route, and model batch sizes."""
+    """Prometheus metrics: requests, latencies, errors per route, and model batch sizes. With an API
+    key set it needs the key too (Prometheus sends it as a Bearer token: `authorization` in the scrape config)."""
     return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -125,9 +125,12 @@ async function toggleLive() {
     let ctx;
     try { ctx = new AudioContext({ sampleRate: 16000 }); } catch { ctx = new AudioContext(); }
     const params = new URLSearchParams({ rate: String(ctx.sampleRate), seed: $("gen-seed").value || "7" });
+    // a browser cannot set headers on a WebSocket: the key travels as a subprotocol token, never in the URL
     const key = $("api-key").value.trim();
-    if (key) params.set("api_key", key);
-    const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/speech-to-face?${params}`);
+    const b64url = (text) => btoa(String.fromCharCode(...new TextEncoder().encode(text)))
+      .replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+    const protocols = key ? ["emoface", `emoface-key.${b64url(key)}`] : ["emoface"];
+    const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/speech-to-face?${params}`, protocols);
     const source = ctx.createMediaStreamSource(stream);
     const node = ctx.createScriptProcessor(4096, 1, 1);
     node.onaudioprocess = (e) => { if (ws.readyState === WebSocket.OPEN) ws.send(toPcm16(e.inputBuffer.getChannelData(0))); };

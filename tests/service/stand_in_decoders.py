@@ -13,3 +13,15 @@ def crash(data: bytes, *, max_duration_s: float):
 def hang(data: bytes, *, max_duration_s: float):
     time.sleep(3600)
     raise AssertionError("unreachable")
+
+
+def hog(data: bytes, *, max_duration_s: float):
+    """Asks for 2 GB, as FFmpeg does for a crafted sample table: the child's limit must refuse it."""
+    block = bytearray(2 << 30)
+    return len(block)
+
+
+def write_file(data: bytes, *, max_duration_s: float):
+    """Opens a file, as a playlist demuxer would: the child may open none."""
+    with open("/etc/hostname", "rb") as fh:
+        return fh.read()

@@ -197,7 +197,10 @@ def test_api_key(tiny_weights):
         assert c.get("/generate?emotion=happy", headers={"X-API-Key": "s3cret"}).status_code == 200
         assert c.get("/generate?emotion=happy", headers={"Authorization": "Bearer s3cret"}).status_code == 200
         assert_problem(c.post("/emotion", files={"file": ("c.flac", clip_bytes())}), 401)
-        assert c.get("/health").status_code == 200 and c.get("/ready").status_code == 200
+        assert c.get("/health").status_code == 200 and c.get("/ready").status_code == 200  # probes carry no key
+        assert_problem(c.get("/metrics"), 401)  # operational detail: Prometheus sends the key as a Bearer token
+        assert c.get("/metrics", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert c.get("/openapi.json").status_code == 200  # the API's shape is public, as in this repository
 
 
 def test_body_limit(tiny_weights):
