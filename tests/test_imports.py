@@ -87,3 +87,15 @@ def test_ml_never_imports_service():
     offenders = {m: sorted(d for d in deps if d.split(".")[0] == "service")
                  for m, deps in import_graph().items() if m.split(".")[0] == "ml"}
     assert not {m: d for m, d in offenders.items() if d}
+
+
+def test_the_ffmpeg_child_imports_no_torch():
+    """The decoding child process imports ml.decoding and service.decoding (its entry point), PyAV
+    and what they import: never torch, which would cost each child hundreds of megabytes."""
+    import subprocess
+    import sys
+
+    code = ("import sys, ml.decoding, service.decoding, av; ml.decoding.load_ffmpeg(); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'ml', 'service')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert "torch" not in out and "ml.decoding" in out, out
