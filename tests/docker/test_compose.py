@@ -152,7 +152,8 @@ def test_code_change_reuses_the_dependency_layers(compose, tmp_path):
     seconds, not a torch download. Built the way a user rebuilds: compose, on a copy of the tree."""
     ctx = tmp_path / "ctx"
     ctx.mkdir()
-    for item in ("pyproject.toml", "ml", "service", "weights", "docker", ".dockerignore", "docker-compose.yml"):
+    for item in ("pyproject.toml", "constraints.txt", "ml", "service", "weights", "docker", ".dockerignore",
+                 "docker-compose.yml"):
         src = ROOT / item
         (shutil.copytree(src, ctx / item, ignore=shutil.ignore_patterns("__pycache__")) if src.is_dir()
          else shutil.copy(src, ctx / item))

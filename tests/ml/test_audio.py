@@ -140,6 +140,8 @@ def test_a_bug_in_decoding_is_not_reported_as_bad_audio(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("a bug, not bad bytes")
 
-    monkeypatch.setattr(audio.sf, "SoundFile", broken)
+    from ml import decoding
+
+    monkeypatch.setattr(decoding.sf, "SoundFile", broken)
     with pytest.raises(RuntimeError, match="a bug"):
         audio.decode(wav_bytes(speechlike(1.0)))

@@ -163,8 +163,9 @@ def main() -> dict:
     clip = sorted((ROOT / "tests" / "fixtures" / "audio").glob("*.flac"))[4]
     pcm = (np.clip(audio.decode(clip).samples, -1, 1) * 32767).astype("<i2").tobytes()
     slots = max(32, *args.streams)  # room for every level, and for the abuse's 22 long-lived streams
-    server = Server(EMOFACE_MAX_STREAMS=str(slots), EMOFACE_STREAM_MAX_S=str(STREAM_MAX_S),
-                    EMOFACE_STREAM_IDLE_S=str(IDLE_S))
+    # every client here is 127.0.0.1: the per-client cap is the whole table
+    server = Server(EMOFACE_MAX_STREAMS=str(slots), EMOFACE_STREAM_MAX_PER_CLIENT=str(slots),
+                    EMOFACE_STREAM_MAX_S=str(STREAM_MAX_S), EMOFACE_STREAM_IDLE_S=str(IDLE_S))
     abused = None
     try:
         url = server.base.replace("http://", "ws://")
