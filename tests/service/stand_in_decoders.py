@@ -25,3 +25,10 @@ def write_file(data: bytes, *, max_duration_s: float):
     """Opens a file, as a playlist demuxer would: the child may open none."""
     with open("/etc/hostname", "rb") as fh:
         return fh.read()
+
+
+def modules(data: bytes, *, max_duration_s: float):
+    """What the child has imported: the test checks torch is not among them."""
+    import sys
+
+    return sorted(sys.modules)

@@ -10,31 +10,38 @@ import pytest
 
 from ml import decoding as dec
 from service import decoding
+from tests import hostile
 from tests.conftest import assert_problem, fixture_clips, make_client, wait_ready
 from tests.service.stand_in_decoders import hang, hog, write_file
 
 FIXTURE = fixture_clips()["happy"].relative_to(fixture_clips()["happy"].parents[3])  # a path relative to the root
-PROBES = {
-    "concat, relative path": f"ffconcat version 1.0\nfile {FIXTURE}\n".encode(),
-    "concat, absolute path": f"ffconcat version 1.0\nfile {fixture_clips()['happy']}\n".encode(),
-    "concat, a folder": b"ffconcat version 1.0\nfile tests\n",
-    "sdp, RTP on a UDP port": (b"v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-                               b"m=audio 20000 RTP/AVP 0\r\n"),
-    "hls playlist": f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\n{FIXTURE}\n#EXT-X-ENDLIST\n".encode(),
-    "png sent as audio": bytes.fromhex("89504e470d0a1a0a0000000d4948445200003e8000003e8008020000"),
+REFUSED = (415, "undecodable-audio")
+PROBES = {  # name -> (body, status, problem type)
+    "concat, relative path": (hostile.concat(str(FIXTURE)), *REFUSED),
+    "concat, absolute path": (hostile.concat(str(fixture_clips()["happy"])), *REFUSED),
+    "concat, a folder": (hostile.concat("tests"), *REFUSED),
+    "sdp, RTP on a UDP port": (hostile.SDP, *REFUSED),
+    "hls playlist": (hostile.hls(str(FIXTURE)), *REFUSED),
+    "png 16000 x 16000": (hostile.huge_png(), *REFUSED),
+    # FFmpeg's index allocation fails under the child's address-space limit; the file then decodes
+    # to nothing (unconfined, opening it took 1.5 GB)
+    "m4a declaring 40 M samples": (hostile.m4a_sample_table_bomb(), 415, "undecodable-audio"),
 }
 
 
 @pytest.mark.parametrize("name", sorted(PROBES))
-def test_probes_get_a_plain_415_fast(shipped_client, name):
-    """Refused by the demuxer allow-list before anything is opened: a stable type, and a detail
-    that says which formats are read, with nothing of FFmpeg's (no path, no errno)."""
+def test_probes_get_a_plain_4xx_fast(shipped_client, name):
+    """Refused by the demuxer allow-list before anything is opened, or held by the child's memory
+    limit (the M4A's index would take 1.5 GB): a stable type, and a detail with nothing of FFmpeg's
+    (no path, no errno)."""
+    body, status, slug = PROBES[name]
     t0 = time.perf_counter()
-    r = shipped_client.post("/emotion", content=PROBES[name], headers={"Content-Type": "audio/mp4"})
-    body = assert_problem(r, 415, "undecodable-audio")
+    r = shipped_client.post("/emotion", content=body, headers={"Content-Type": "audio/mp4"})
+    problem = assert_problem(r, status, slug)
     assert time.perf_counter() - t0 < 5, "an SDP body used to wait for RTP until the child was killed"
-    assert body["detail"] == dec.FFMPEG_REFUSED
-    assert "Errno" not in body["detail"] and "directory" not in body["detail"] and "<none>" not in body["detail"]
+    if not name.startswith("m4a"):
+        assert problem["detail"] == dec.FFMPEG_REFUSED
+    assert not any(leak in problem["detail"] for leak in ("Errno", "directory", "<none>", str(FIXTURE)))
 
 
 def _run(coro):
@@ -127,3 +134,28 @@ def test_a_non_ascii_retry_after_is_no_crash_in_the_client():
     with pytest.raises(EmofaceError) as raised:
         _checked(response)
     assert raised.value.retry_after is None
+
+
+def test_a_child_started_from_a_script_imports_no_torch(tmp_path):
+    """Started from a main script (as the ``emoface`` console script starts the service), a child
+    would re-import that script, and torch with it; ``as_package_main`` prevents it."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    script = tmp_path / "emoface_like.py"
+    script.write_text(
+        "import asyncio, torch\n"
+        "from service.__main__ import as_package_main\n"
+        "from service import decoding\n"
+        "from tests.service.stand_in_decoders import modules\n"
+        "if __name__ == '__main__':\n"
+        "    as_package_main()\n"
+        "    decoding.DECODER = modules\n"
+        "    d = decoding.Decoder(max_decodes=1, max_ffmpeg=1, ffmpeg_wait_s=5, timeout_s=30, memory_bytes=160 << 20)\n"
+        "    print('torch' in asyncio.run(d.decode_ffmpeg(b'x', max_duration_s=60)))\n")
+    out = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "False"
