@@ -30,6 +30,7 @@ import logging
 import math
 import multiprocessing
 import os
+import threading
 from collections.abc import Callable
 from typing import BinaryIO
 
@@ -131,13 +132,13 @@ class Child:
                 ready.set_result(None)
 
         loop.add_reader(fd, readable)  # the child wrote its answer, or died (EOF)
-        try:
-            await asyncio.wait_for(ready, self.timeout_s)
-        except asyncio.TimeoutError:
-            log.warning("decoder child %s still running after %.1f s: killed", self.process.pid, self.timeout_s)
-            raise DecoderFailedError(f"not decodable audio: decoding took over {self.timeout_s:g} s") from None
+        try:  # asyncio.wait, not wait_for: Python 3.11's wait_for can swallow a cancellation
+            await asyncio.wait({ready}, timeout=self.timeout_s)
         finally:
             loop.remove_reader(fd)
+        if not ready.done():
+            log.warning("decoder child %s still running after %.1f s: killed", self.process.pid, self.timeout_s)
+            raise DecoderFailedError(f"not decodable audio: decoding took over {self.timeout_s:g} s")
         try:  # the answer is at most a minute of 16 kHz samples: read on a thread, off the loop
             ok, value, detail = await anyio.to_thread.run_sync(self.receive.recv)
         except EOFError:  # the child died before it answered: a crash, or a limit it hit
@@ -155,8 +156,8 @@ class Child:
         return self.process.exitcode
 
     def kill(self) -> None:
-        """Kill the child if it still runs and reap it: its slot may be given to another only after."""
-        self.receive.close()
+        """Kill the child if it still runs and reap it: its slot may be given to another only after.
+        The pipe closes with this object (a thread may still be reading it)."""
         if self.process.is_alive():
             self.process.kill()
         self.process.join(5)
@@ -182,26 +183,52 @@ class Decoder:
         return decoded, digest
 
     async def decode_ffmpeg(self, data: bytes, *, max_duration_s: float) -> decoding.DecodedAudio:
-        try:
-            await asyncio.wait_for(self.ffmpeg_slots.acquire(), self.ffmpeg_wait_s)
-        except asyncio.TimeoutError:
-            raise DecoderBusy(f"all {self.max_ffmpeg} FFmpeg decoders stayed busy for {self.ffmpeg_wait_s:g} s") from None
-        started: list[Child] = []
+        await _acquire(self.ffmpeg_slots, self.ffmpeg_wait_s,
+                       f"all {self.max_ffmpeg} FFmpeg decoders stayed busy for {self.ffmpeg_wait_s:g} s")
+        loop = asyncio.get_running_loop()
+        lock, started, gone = threading.Lock(), [], [False]
 
         def start() -> None:  # on a thread: the first start also starts the forkserver (about a second)
             child = Child(data, max_duration_s=max_duration_s, timeout_s=self.timeout_s,
                           memory_bytes=self.memory_bytes, target=DECODER)
-            started.append(child)
-            self.children.add(child)
+            with lock:
+                if not gone[0]:
+                    started.append(child)
+                    self.children.add(child)
+                    return
+            child.kill()  # its request ended while it started: it never gets to decode
 
+        starting = loop.run_in_executor(None, start)
         try:
-            await anyio.to_thread.run_sync(start)
+            await asyncio.shield(starting)
             return await started[0].result()
         finally:  # answered, failed, timed out or cancelled: the child is gone before its slot is free
-            for child in started:
+            with lock:
+                gone[0] = True
+                victims = list(started)
+            for child in victims:
                 child.kill()
                 self.children.discard(child)
-            self.ffmpeg_slots.release()
+            if starting.done():
+                self.ffmpeg_slots.release()
+            else:  # cancelled while its child was starting: the slot waits for the start, which kills it
+                starting.add_done_callback(lambda f: (f.cancelled() or f.exception(), self.ffmpeg_slots.release()))
+
+
+async def _acquire(slots: asyncio.Semaphore, wait_s: float, busy: str) -> None:
+    """Take a slot within ``wait_s`` (else :class:`DecoderBusy`). Not ``asyncio.wait_for``: on Python
+    3.11 a cancellation that meets the acquisition is lost, and a request whose client left would
+    go on to start a decoder."""
+    acquire = asyncio.ensure_future(slots.acquire())
+    try:
+        await asyncio.wait({acquire}, timeout=wait_s)
+    except asyncio.CancelledError:
+        if not acquire.cancel() and not acquire.cancelled() and acquire.exception() is None:
+            slots.release()  # it was acquired as the cancellation came: give it back
+        raise
+    if not acquire.done():
+        acquire.cancel()
+        raise DecoderBusy(busy)
 
 
 def _decode_sndfile(file: BinaryIO, max_duration_s: float) -> tuple[decoding.DecodedAudio | bytes, bytes]:

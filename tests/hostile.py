@@ -3,9 +3,12 @@ alike (``tests/service/test_ffmpeg_isolation.py``, ``tests/perf/bench_abuse.py``
 
 from __future__ import annotations
 
+import fractions
+import io
 import struct
 import zlib
 
+import av
 import numpy as np
 
 from ml import codecs
@@ -66,3 +69,21 @@ def huge_png(side: int = 16_000) -> bytes:
 
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
             + chunk(b"IDAT", raw) + chunk(b"IEND", b""))
+
+
+def matroska_flac_bomb(seconds: int = 39, rate: int = 192_000, channels: int = 8) -> bytes:
+    """A Matroska file of under 1 MB holding 60 M samples (8 channels at 192 kHz of a 0.5 Hz
+    square wave: FLAC stores a block of one level as that number): within every limit, and
+    slower to decode than the limit the test sets."""
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="matroska") as container:
+        stream = container.add_stream("flac", rate=rate, layout="7.1")
+        for k in range(seconds):
+            second = np.full((1, rate * channels), 3000 if k % 2 else -3000, np.int16)
+            frame = av.AudioFrame.from_ndarray(second, format="s16", layout="7.1")
+            frame.sample_rate, frame.pts, frame.time_base = rate, k * rate, fractions.Fraction(1, rate)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return buf.getvalue()

@@ -47,6 +47,7 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[2]))  # the repository: tests.hostile
 from bench_service import ROOT, Server, free_port, rss_mb, wait_ready  # noqa: E402
 
 
@@ -174,6 +175,178 @@ def measure_abandon(server: Server, clip: bytes) -> dict:
     out = {"clients": 200, "answers": counts, "seconds": round(spent, 2), "next_status": r.status_code,
            "next_request_s": round(after, 3)}
     print(f"  abandon: {out}", flush=True)
+    return out
+
+
+def tree(pid: int) -> list[int]:
+    """``pid`` and every process under it (the FFmpeg forkserver and its decoder children)."""
+    parent: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it exited meanwhile
+            continue
+        parent[int(stat.parent.name)] = int(fields[1])
+    out, frontier = [pid], [pid]
+    while frontier:
+        frontier = [child for child, ppid in parent.items() if ppid in frontier]
+        out += frontier
+    return out
+
+
+def decoder_children(pids: list[int]) -> int:
+    """How many of ``pids`` are FFmpeg decoder children: those whose parent is the forkserver."""
+    def cmdline(p: int) -> str:
+        try:
+            return Path(f"/proc/{p}/cmdline").read_text()
+        except OSError:
+            return ""
+
+    def ppid(p: int) -> int:
+        try:
+            return int(Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            return -1
+
+    servers = {p for p in pids if "forkserver" in cmdline(p)}
+    return sum(ppid(p) in servers for p in pids)
+
+
+def tree_rss_mb(pid: int) -> tuple[float, int]:
+    """The resident memory of ``pid``'s whole process tree (MB: the service, multiprocessing's
+    forkserver and resource tracker, the decoder children), and how many decoder children it has."""
+    pids = tree(pid)
+    total = 0.0
+    for p in pids:
+        try:
+            mb = rss_mb(p)
+        except (OSError, ValueError):  # it exited meanwhile
+            continue
+        total += 0.0 if np.isnan(mb) else mb
+    return total, decoder_children(pids)
+
+
+class TreeSampler:
+    """Samples the process tree's RSS and its decoder children every 5 ms in a thread."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak_mb, self.most_children = pid, 0.0, 0
+        self.idle_mb = tree_rss_mb(pid)[0]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            mb, children = tree_rss_mb(self.pid)
+            self.peak_mb, self.most_children = max(self.peak_mb, mb), max(self.most_children, children)
+            time.sleep(0.005)
+
+    def __enter__(self) -> TreeSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def over_idle_mb(self) -> float:
+        return round(max(0.0, self.peak_mb - self.idle_mb), 1)
+
+
+def ffmpeg_probes() -> dict[str, bytes]:
+    from tests import hostile
+
+    fixture = "tests/fixtures/audio/03-01-05-02-01-01-03.flac"
+    return {"concat naming a server file": hostile.concat(fixture), "hls naming a server file": hostile.hls(fixture),
+            "sdp: RTP on UDP 20000": hostile.SDP, "png 16000 x 16000": hostile.huge_png(),
+            "m4a declaring 40 M samples": hostile.m4a_sample_table_bomb(40_000_000),
+            "m4a declaring 85 M samples": hostile.m4a_sample_table_bomb(85_000_000),
+            "matroska flac, 60 M samples (slow)": hostile.matroska_flac_bomb()}
+
+
+def measure_ffmpeg(server: Server, clip: bytes, flac: bytes) -> dict:
+    """Each hostile FFmpeg upload alone (answer, time, the process tree's peak RSS over idle, decoder
+    children at most); ten of them in flight while 20 FLAC /emotion requests and /health are timed;
+    eight abandoned mid-decode."""
+    pid, base = server.proc.pid, server.base
+    mp4 = {"Content-Type": "audio/mp4"}
+    out: dict = {"single": {}}
+    httpx.post(base + "/emotion", content=clip, headers={"Content-Type": "audio/mp4"}, timeout=60)  # forkserver up
+    for name, data in ffmpeg_probes().items():
+        time.sleep(0.5)
+        with TreeSampler(pid) as sampler:
+            t0 = time.perf_counter()
+            r = httpx.post(base + "/emotion", content=data, headers=mp4, timeout=120)
+            took = time.perf_counter() - t0
+            time.sleep(0.2)
+        left = tree_rss_mb(pid)[1]
+        out["single"][name] = {"bytes": len(data), "status": r.status_code,
+                               "problem": r.json().get("type", "").rsplit("/", 1)[-1] if r.status_code >= 400 else None,
+                               "seconds": round(took, 2), "tree_peak_over_idle_mb": sampler.over_idle_mb,
+                               "children_at_most": sampler.most_children, "children_left": left}
+        print(f"  {name}: {out['single'][name]}", flush=True)
+    out["worst_tree_peak_over_idle_mb"] = max(v["tree_peak_over_idle_mb"] for v in out["single"].values())
+
+    slow = ffmpeg_probes()["matroska flac, 60 M samples (slow)"]
+    stop = threading.Event()
+    hostile_answers: list[int] = []
+
+    def attacker() -> None:
+        while not stop.is_set():
+            try:
+                hostile_answers.append(httpx.post(base + "/emotion", content=slow, headers=mp4, timeout=60).status_code)
+            except httpx.HTTPError:
+                hostile_answers.append(0)
+
+    health: list[float] = []
+
+    def prober() -> None:
+        with httpx.Client(base_url=base, timeout=10) as c:
+            while not stop.is_set():
+                t0 = time.perf_counter()
+                c.get("/health")
+                health.append(1000 * (time.perf_counter() - t0))
+                time.sleep(0.02)
+
+    with TreeSampler(pid) as sampler:
+        threads = [threading.Thread(target=attacker) for _ in range(10)] + [threading.Thread(target=prober)]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+        flac_ms, statuses = [], []
+        with httpx.Client(base_url=base, timeout=60) as c:
+            for _ in range(20):
+                t0 = time.perf_counter()
+                statuses.append(c.post("/emotion", content=flac, headers={"Content-Type": "audio/flac"}).status_code)
+                flac_ms.append(1000 * (time.perf_counter() - t0))
+                time.sleep(0.1)
+        stop.set()
+        for t in threads:
+            t.join()
+    out["ten_hostile_in_flight"] = {
+        "flac_statuses": {str(s): statuses.count(s) for s in set(statuses)},
+        "flac_p50_ms": round(float(np.percentile(flac_ms, 50)), 1), "flac_p99_ms": round(float(np.percentile(flac_ms, 99)), 1),
+        "health_p50_ms": round(float(np.percentile(health, 50)), 1), "health_p99_ms": round(float(np.percentile(health, 99)), 1),
+        "hostile_answers": {str(s): hostile_answers.count(s) for s in set(hostile_answers)},
+        "tree_peak_over_idle_mb": sampler.over_idle_mb, "children_at_most": sampler.most_children}
+    print(f"  ten hostile FFmpeg uploads in flight: {out['ten_hostile_in_flight']}", flush=True)
+
+    def leave() -> None:
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.post(base + "/emotion", content=slow, headers=mp4, timeout=0.5)
+
+    time.sleep(2)
+    with TreeSampler(pid) as sampler:
+        threads = [threading.Thread(target=leave) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        time.sleep(3)
+    out["eight_abandoned"] = {"children_at_most": sampler.most_children, "children_left_3s_after": tree_rss_mb(pid)[1],
+                              "tree_peak_over_idle_mb": sampler.over_idle_mb}
+    print(f"  eight abandoned mid-decode: {out['eight_abandoned']}", flush=True)
     return out
 
 
@@ -331,6 +504,20 @@ def markdown(r: dict) -> str:
     for label, t in r["bombs"]["together"].items():
         answers = ", ".join(f"{n}x {s}" for s, n in sorted(t["statuses"].items()))
         lines.append(f"| {label} | | {answers} | {t['peak_over_idle_mb']} MB |")
+    if "ffmpeg" in r:
+        f = r["ffmpeg"]
+        lines += ["", "| hostile FFmpeg upload (audio/mp4) | size | answer | seconds | process tree's peak RSS over idle | "
+                      "decoder children at most |", "|---|---|---|---|---|---|"]
+        for name, b in f["single"].items():
+            answer = f"{b['status']} {b['problem'] or ''}".strip()
+            lines.append(f"| {name} | {b['bytes'] / 1e6:.3f} MB | {answer} | {b['seconds']} | {b['tree_peak_over_idle_mb']} MB "
+                         f"| {b['children_at_most']} |")
+        t, a8 = f["ten_hostile_in_flight"], f["eight_abandoned"]
+        lines += ["", f"Ten hostile FFmpeg uploads in flight (answers {t['hostile_answers']}): 20 FLAC /emotion "
+                      f"p50 {t['flac_p50_ms']} ms, p99 {t['flac_p99_ms']} ms ({t['flac_statuses']}); /health p50 "
+                      f"{t['health_p50_ms']} ms, p99 {t['health_p99_ms']} ms; process tree +{t['tree_peak_over_idle_mb']} MB "
+                      f"at the peak, {t['children_at_most']} decoder children at most. Eight abandoned mid-decode: "
+                      f"{a8['children_at_most']} children at most, {a8['children_left_3s_after']} left 3 s after."]
     a = r["abandon"]
     lines += ["", f"Abandon: 200 clients asked for 16-face 1024 px grids (answers {a['answers']}); the next "
                   f"/speech-to-face took {1000 * a['next_request_s']:.0f} ms ({a['next_status']}).", "",
@@ -347,7 +534,8 @@ def main() -> dict:
     p.add_argument("--flood-s", type=float, default=10.0, help="seconds of the 2000-connection flood")
     p.add_argument("--uploads", type=int, default=100, help="valid 22 MB uploads sent at once")
     p.add_argument("--proxy-only", action="store_true", help="skip the flood on uvicorn alone")
-    p.add_argument("--only", choices=["bombs", "abandon", "flood"], help="one part alone (a quick look; writes nothing)")
+    p.add_argument("--only", choices=["bombs", "ffmpeg", "abandon", "flood"],
+                   help="one part alone (a quick look; writes nothing)")
     args = p.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install wrk")
@@ -357,13 +545,18 @@ def main() -> dict:
     x = np.resize(audio.decode(sorted((ROOT / "tests" / "fixtures" / "audio").glob("*.flac"))[4]).samples, 4 * 16_000)
     clip_path.write_bytes(encoded(x, 16_000, "WAV", "PCM_16"))
     result: dict = {}
-    wanted = {args.only} if args.only else {"bombs", "abandon", "flood"}
+    wanted = {args.only} if args.only else {"bombs", "ffmpeg", "abandon", "flood"}
     server = Server()
     result["cpu_groups"] = cpu_group(server.proc.pid, "service", compose_cpu_shares("emoface"))
     try:
         if "bombs" in wanted:
             print("decode bombs:", flush=True)
             result["bombs"] = measure_bombs(server, Path(args.cache), args.uploads)
+        if "ffmpeg" in wanted:
+            print("hostile FFmpeg uploads:", flush=True)
+            from ml import codecs
+            flac = encoded(x, 16_000, "FLAC", "PCM_16")
+            result["ffmpeg"] = measure_ffmpeg(server, codecs.encode(x, 16_000, "m4a"), flac)
         if "abandon" in wanted:
             print("abandoned requests:", flush=True)
             result["abandon"] = measure_abandon(server, clip_path.read_bytes())

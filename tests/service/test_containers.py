@@ -3,17 +3,14 @@ same answers as the WAV, 4xx for a cut or damaged file, and a decoder that crash
 costs its own request alone."""
 
 import asyncio
-import fractions
-import io
 import os
 import time
 
-import av
-import numpy as np
 import pytest
 
 from ml import audio
 from service import decoding
+from tests import hostile
 from tests.conftest import (
     CONTAINERS,
     assert_problem,
@@ -74,24 +71,6 @@ def test_a_decoder_that_crashes_or_hangs_fails_only_its_request(tiny_weights, mo
         assert wav.status_code == 200  # the process and its other decodes are untouched
 
 
-def flac_bomb(seconds: int = 39, rate: int = 192_000, channels: int = 8) -> bytes:
-    """A Matroska file of under 1 MB holding 60 M samples (8 channels at 192 kHz of a 0.5 Hz
-    square wave: FLAC stores a block of one level as that number): within every limit, and
-    slower to decode than the limit the test sets."""
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="matroska") as container:
-        stream = container.add_stream("flac", rate=rate, layout="7.1")
-        for k in range(seconds):
-            second = np.full((1, rate * channels), 3000 if k % 2 else -3000, np.int16)
-            frame = av.AudioFrame.from_ndarray(second, format="s16", layout="7.1")
-            frame.sample_rate, frame.pts, frame.time_base = rate, k * rate, fractions.Fraction(1, rate)
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-    return buf.getvalue()
-
-
 def decode_isolated(data: bytes, timeout_s: float) -> audio.DecodedAudio:
     """``data`` decoded by FFmpeg in a confined child, as the service does it."""
     decoder = decoding.Decoder(max_decodes=1, max_ffmpeg=1, ffmpeg_wait_s=60, timeout_s=timeout_s, memory_bytes=160 << 20)
@@ -101,7 +80,7 @@ def decode_isolated(data: bytes, timeout_s: float) -> audio.DecodedAudio:
 def test_real_ffmpeg_killed_mid_decode_leaves_the_next_decode_served(spoken):
     """Not a stand-in: FFmpeg itself decoding a small file that outlasts the time limit is killed
     in its child, and the next upload decodes in a child of the same forkserver."""
-    bomb, webm = flac_bomb(), container_bytes(spoken, audio.SAMPLE_RATE, "webm")
+    bomb, webm = hostile.matroska_flac_bomb(), container_bytes(spoken, audio.SAMPLE_RATE, "webm")
     assert len(bomb) < 1_000_000
     decode_isolated(webm, timeout_s=60)  # the forkserver is up
     t0 = time.perf_counter()

@@ -159,3 +159,28 @@ def test_a_child_started_from_a_script_imports_no_torch(tmp_path):
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("delay_s", [0, 0.001, 0.005, 0.02, 0.1, 0.3])
+def test_a_request_cancelled_at_any_moment_leaves_no_child(monkeypatch, delay_s):
+    """Cancelled while waiting for a slot, while its child starts (the first start also starts the
+    forkserver), or while the child decodes: no child outlives it, and the slot comes back."""
+    import multiprocessing
+
+    monkeypatch.setattr(decoding, "DECODER", hang)
+    decoder = pool(timeout_s=60)
+
+    async def cancel_after() -> bool:
+        task = asyncio.ensure_future(decoder.decode_ffmpeg(b"x", max_duration_s=60))
+        await asyncio.sleep(delay_s)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        for _ in range(100):  # a start in progress finishes, kills its child, then frees the slot
+            if not decoder.ffmpeg_slots.locked():
+                break
+            await asyncio.sleep(0.05)
+        return decoder.ffmpeg_slots.locked()
+
+    assert not _run(cancel_after())
+    assert multiprocessing.active_children() == [] and not decoder.children
