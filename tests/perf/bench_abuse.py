@@ -194,8 +194,8 @@ def tree(pid: int) -> list[int]:
     return out
 
 
-def decoder_children(pids: list[int]) -> int:
-    """How many of ``pids`` are FFmpeg decoder children: those whose parent is the forkserver."""
+def decoder_children(pids: list[int]) -> list[int]:
+    """Which of ``pids`` are FFmpeg decoder children: those whose parent is the forkserver."""
     def cmdline(p: int) -> str:
         try:
             return Path(f"/proc/{p}/cmdline").read_text()
@@ -209,36 +209,41 @@ def decoder_children(pids: list[int]) -> int:
             return -1
 
     servers = {p for p in pids if "forkserver" in cmdline(p)}
-    return sum(ppid(p) in servers for p in pids)
+    return [p for p in pids if ppid(p) in servers]
 
 
-def tree_rss_mb(pid: int) -> tuple[float, int]:
+def tree_rss_mb(pid: int) -> tuple[float, int, float]:
     """The resident memory of ``pid``'s whole process tree (MB: the service, multiprocessing's
-    forkserver and resource tracker, the decoder children), and how many decoder children it has."""
+    forkserver and resource tracker, the decoder children), how many decoder children it has, and
+    the largest child's resident memory (MB)."""
     pids = tree(pid)
-    total = 0.0
+    children = set(decoder_children(pids))
+    total, child_mb = 0.0, 0.0
     for p in pids:
         try:
             mb = rss_mb(p)
         except (OSError, ValueError):  # it exited meanwhile
             continue
-        total += 0.0 if np.isnan(mb) else mb
-    return total, decoder_children(pids)
+        mb = 0.0 if np.isnan(mb) else mb
+        total += mb
+        child_mb = max(child_mb, mb) if p in children else child_mb
+    return total, len(children), child_mb
 
 
 class TreeSampler:
     """Samples the process tree's RSS and its decoder children every 5 ms in a thread."""
 
     def __init__(self, pid: int) -> None:
-        self.pid, self.peak_mb, self.most_children = pid, 0.0, 0
+        self.pid, self.peak_mb, self.most_children, self.child_peak_mb = pid, 0.0, 0, 0.0
         self.idle_mb = tree_rss_mb(pid)[0]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            mb, children = tree_rss_mb(self.pid)
+            mb, children, child_mb = tree_rss_mb(self.pid)
             self.peak_mb, self.most_children = max(self.peak_mb, mb), max(self.most_children, children)
+            self.child_peak_mb = max(self.child_peak_mb, child_mb)
             time.sleep(0.005)
 
     def __enter__(self) -> TreeSampler:
@@ -284,9 +289,11 @@ def measure_ffmpeg(server: Server, clip: bytes, flac: bytes) -> dict:
         out["single"][name] = {"bytes": len(data), "status": r.status_code,
                                "problem": r.json().get("type", "").rsplit("/", 1)[-1] if r.status_code >= 400 else None,
                                "seconds": round(took, 2), "tree_peak_over_idle_mb": sampler.over_idle_mb,
-                               "children_at_most": sampler.most_children, "children_left": left}
+                               "children_at_most": sampler.most_children, "children_left": left,
+                               "child_peak_rss_mb": round(sampler.child_peak_mb, 1)}
         print(f"  {name}: {out['single'][name]}", flush=True)
     out["worst_tree_peak_over_idle_mb"] = max(v["tree_peak_over_idle_mb"] for v in out["single"].values())
+    out["largest_child_rss_mb"] = max(v["child_peak_rss_mb"] for v in out["single"].values())
 
     slow = ffmpeg_probes()["matroska flac, 60 M samples (slow)"]
     stop = threading.Event()
@@ -329,7 +336,8 @@ def measure_ffmpeg(server: Server, clip: bytes, flac: bytes) -> dict:
         "flac_p50_ms": round(float(np.percentile(flac_ms, 50)), 1), "flac_p99_ms": round(float(np.percentile(flac_ms, 99)), 1),
         "health_p50_ms": round(float(np.percentile(health, 50)), 1), "health_p99_ms": round(float(np.percentile(health, 99)), 1),
         "hostile_answers": {str(s): hostile_answers.count(s) for s in set(hostile_answers)},
-        "tree_peak_over_idle_mb": sampler.over_idle_mb, "children_at_most": sampler.most_children}
+        "tree_peak_over_idle_mb": sampler.over_idle_mb, "children_at_most": sampler.most_children,
+        "child_peak_rss_mb": round(sampler.child_peak_mb, 1)}
     print(f"  ten hostile FFmpeg uploads in flight: {out['ten_hostile_in_flight']}", flush=True)
 
     def leave() -> None:
@@ -347,6 +355,106 @@ def measure_ffmpeg(server: Server, clip: bytes, flac: bytes) -> dict:
     out["eight_abandoned"] = {"children_at_most": sampler.most_children, "children_left_3s_after": tree_rss_mb(pid)[1],
                               "tree_peak_over_idle_mb": sampler.over_idle_mb}
     print(f"  eight abandoned mid-decode: {out['eight_abandoned']}", flush=True)
+    return out
+
+
+def measure_websocket(pcm: bytes) -> dict:
+    """The live route's abuse, on a service of its own with an API key and the default slots: no key
+    (or one in the URL), a foreign Origin, a Unicode digit as the rate, and 16 connections that
+    send 2 bytes every 8 s while a real stream asks for a slot."""
+    import websockets
+
+    key = "bench-key"
+    server = Server(EMOFACE_API_KEY=key)
+    url = server.base.replace("http://", "ws://") + "/ws/speech-to-face"
+    auth = {"X-API-Key": key}
+
+    async def handshake(target: str, headers: dict) -> int | str:
+        try:
+            async with websockets.connect(target, additional_headers=headers, open_timeout=10):
+                return "opened"
+        except websockets.InvalidStatus as refused:
+            return refused.response.status_code
+
+    async def close_code(target: str) -> int | None:
+        async with websockets.connect(target, additional_headers=auth) as ws:
+            with contextlib.suppress(websockets.ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 10)
+            return ws.close_code
+
+    async def squat(ws, stop: asyncio.Event) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            while not stop.is_set():
+                await ws.send(b"\x00\x00")
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 8)
+
+    async def squatters() -> dict:
+        stop, codes, conns = asyncio.Event(), [], []
+        for _ in range(16):
+            ws = await websockets.connect(url, additional_headers=auth)
+            conns.append(ws)
+        tasks = [asyncio.ensure_future(squat(ws, stop)) for ws in conns]
+        await asyncio.sleep(6.0)  # past the 5 s in which a stream's rate does not count
+        t0, answered = time.perf_counter(), None
+        async with websockets.connect(url, additional_headers=auth) as real:
+            for i in range(0, 2 * 16_000 * 2, 3200):
+                await real.send(pcm[i:i + 3200])
+            with contextlib.suppress(websockets.ConnectionClosed, asyncio.TimeoutError):
+                answered = json.loads(await asyncio.wait_for(real.recv(), 10))["type"]
+        first_answer_s = time.perf_counter() - t0
+        stop.set()
+        await asyncio.gather(*tasks)
+        for ws in conns:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(ws.wait_closed(), 1)
+            codes.append(ws.close_code)
+            await ws.close()
+        return {"real_stream_answer": answered, "real_stream_first_answer_s": round(first_answer_s, 2),
+                "squatter_close_codes": {str(c): codes.count(c) for c in set(codes)}}
+
+    def ping_flood(seconds: float = 10.0) -> dict:
+        """A client that opens a stream (with the key), then only sends pings and never reads: what
+        the server holds for the pongs it cannot send (the socket's buffers fill, then it stops reading)."""
+        import base64
+        import socket
+
+        def masked(opcode: int, payload: bytes) -> bytes:
+            mask = os.urandom(4)
+            return (bytes([0x80 | opcode, 0x80 | len(payload)]) + mask
+                    + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall((f"GET /ws/speech-to-face HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\n"
+                      f"Connection: Upgrade\r\nSec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
+                      f"Sec-WebSocket-Version: 13\r\nX-API-Key: {key}\r\n\r\n").encode())
+        upgraded = sock.recv(4096).startswith(b"HTTP/1.1 101")
+        before = rss_mb(server.proc.pid)
+        burst, sent, peak = masked(0x9, b"p" * 125) * 64, 0, before
+        sock.setblocking(False)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            try:
+                sent += sock.send(burst)
+            except BlockingIOError:
+                time.sleep(0.01)
+            except OSError:  # the server closed it
+                break
+            peak = max(peak, rss_mb(server.proc.pid))
+        sock.close()
+        return {"upgraded": upgraded, "sent_mb": round(sent / 1e6, 1), "rss_over_before_mb": round(peak - before, 1)}
+
+    try:
+        out = {"no_key": asyncio.run(handshake(url, {})),
+               "ping_flood_never_reading": ping_flood(),
+               "key_in_url": asyncio.run(handshake(url + "?api_key=" + key, {})),
+               "foreign_origin": asyncio.run(handshake(url, {**auth, "Origin": "https://evil.example"})),
+               "rate_unicode_digit_close": asyncio.run(close_code(url + "?rate=%C2%B2")),
+               **asyncio.run(squatters())}
+    finally:
+        server.stop()
+    print(f"  websocket: {out}", flush=True)
     return out
 
 
@@ -507,17 +615,26 @@ def markdown(r: dict) -> str:
     if "ffmpeg" in r:
         f = r["ffmpeg"]
         lines += ["", "| hostile FFmpeg upload (audio/mp4) | size | answer | seconds | process tree's peak RSS over idle | "
-                      "decoder children at most |", "|---|---|---|---|---|---|"]
+                      "decoder children at most | largest child's RSS |", "|---|---|---|---|---|---|---|"]
         for name, b in f["single"].items():
             answer = f"{b['status']} {b['problem'] or ''}".strip()
             lines.append(f"| {name} | {b['bytes'] / 1e6:.3f} MB | {answer} | {b['seconds']} | {b['tree_peak_over_idle_mb']} MB "
-                         f"| {b['children_at_most']} |")
+                         f"| {b['children_at_most']} | {b['child_peak_rss_mb']} MB |")
         t, a8 = f["ten_hostile_in_flight"], f["eight_abandoned"]
         lines += ["", f"Ten hostile FFmpeg uploads in flight (answers {t['hostile_answers']}): 20 FLAC /emotion "
                       f"p50 {t['flac_p50_ms']} ms, p99 {t['flac_p99_ms']} ms ({t['flac_statuses']}); /health p50 "
                       f"{t['health_p50_ms']} ms, p99 {t['health_p99_ms']} ms; process tree +{t['tree_peak_over_idle_mb']} MB "
                       f"at the peak, {t['children_at_most']} decoder children at most. Eight abandoned mid-decode: "
                       f"{a8['children_at_most']} children at most, {a8['children_left_3s_after']} left 3 s after."]
+    if "websocket" in r:
+        w = r["websocket"]
+        lines += ["", f"Live stream, with a key set: no key {w['no_key']}, the key in the URL {w['key_in_url']}, a foreign "
+                      f"Origin {w['foreign_origin']} (HTTP answers to the handshake); rate=\u00b2 closed with "
+                      f"{w['rate_unicode_digit_close']}. 16 squatters sending 2 bytes every 8 s: a real stream's first "
+                      f"answer '{w['real_stream_answer']}' in {w['real_stream_first_answer_s']} s; the squatters closed with "
+                      f"{w['squatter_close_codes']}. A client that sends pings and never reads: "
+                      f"{w['ping_flood_never_reading']['sent_mb']} MB sent before the server stopped reading, its RSS "
+                      f"+{w['ping_flood_never_reading']['rss_over_before_mb']} MB."]
     a = r["abandon"]
     lines += ["", f"Abandon: 200 clients asked for 16-face 1024 px grids (answers {a['answers']}); the next "
                   f"/speech-to-face took {1000 * a['next_request_s']:.0f} ms ({a['next_status']}).", "",
@@ -534,7 +651,7 @@ def main() -> dict:
     p.add_argument("--flood-s", type=float, default=10.0, help="seconds of the 2000-connection flood")
     p.add_argument("--uploads", type=int, default=100, help="valid 22 MB uploads sent at once")
     p.add_argument("--proxy-only", action="store_true", help="skip the flood on uvicorn alone")
-    p.add_argument("--only", choices=["bombs", "ffmpeg", "abandon", "flood"],
+    p.add_argument("--only", choices=["bombs", "ffmpeg", "websocket", "abandon", "flood"],
                    help="one part alone (a quick look; writes nothing)")
     args = p.parse_args()
     if shutil.which("wrk") is None:
@@ -545,7 +662,7 @@ def main() -> dict:
     x = np.resize(audio.decode(sorted((ROOT / "tests" / "fixtures" / "audio").glob("*.flac"))[4]).samples, 4 * 16_000)
     clip_path.write_bytes(encoded(x, 16_000, "WAV", "PCM_16"))
     result: dict = {}
-    wanted = {args.only} if args.only else {"bombs", "ffmpeg", "abandon", "flood"}
+    wanted = {args.only} if args.only else {"bombs", "ffmpeg", "websocket", "abandon", "flood"}
     server = Server()
     result["cpu_groups"] = cpu_group(server.proc.pid, "service", compose_cpu_shares("emoface"))
     try:
@@ -557,6 +674,9 @@ def main() -> dict:
             from ml import codecs
             flac = encoded(x, 16_000, "FLAC", "PCM_16")
             result["ffmpeg"] = measure_ffmpeg(server, codecs.encode(x, 16_000, "m4a"), flac)
+        if "websocket" in wanted:
+            print("live stream abuse:", flush=True)
+            result["websocket"] = measure_websocket((np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())
         if "abandon" in wanted:
             print("abandoned requests:", flush=True)
             result["abandon"] = measure_abandon(server, clip_path.read_bytes())
