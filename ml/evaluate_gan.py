@@ -1,7 +1,7 @@
 """Judge face generators against real FER-2013 faces, in several expression classifiers' features.
 
     python -m ml.evaluate_gan --data ../shared/data/fer2013/fer2013.csv.gz \\
-        --generator shipped=weights/generator.pt baseline=weights/baseline_generator.pt --out runs/gan_eval
+        --generator shipped=weights/generator.pt baseline=weights/eval/baseline_generator.pt --out runs/gan_eval
 
 Each ``--generator`` (``name=path``; ``name=path@scale`` draws every class from ``scale`` x z
 instead of the file's own drawing) draws ``--per-class`` faces per emotion from seeds
@@ -19,8 +19,8 @@ the generator's recipe) then reports, against the real faces of ``--split``:
   FER-2013 has no identities, so no real floor).
 
 The rule against tuning on the instrument that reports: choices about training or drawing are
-made with the ``vgg`` judge (``weights/fer_classifier.pt``) on PublicTest with seeds from
-1,000,000 up (``--split PublicTest --judge vgg=weights/fer_classifier.pt --first-seed 1000000``),
+made with the ``vgg`` judge (``weights/eval/fer_classifier.pt``) on PublicTest with seeds from
+1,000,000 up (``--split PublicTest --judge vgg=weights/eval/fer_classifier.pt --first-seed 1000000``),
 and reported on PrivateTest, seeds 0 up, by the other judges. Writes ``gan_eval.json`` and
 ``gan_eval.md`` under ``--out``.
 """
@@ -44,7 +44,7 @@ from ml.runtime import setup_cli
 
 log = logging.getLogger(__name__)
 SPLITS = ("PublicTest", "PrivateTest")
-JUDGES = ("vgg=weights/fer_classifier.pt", "resnet=weights/fer_judge_resnet.pt", "k5=weights/fer_judge_k5.pt")
+JUDGES = ("vgg=weights/eval/fer_classifier.pt", "resnet=weights/eval/fer_judge_resnet.pt", "k5=weights/eval/fer_judge_k5.pt")
 CHOOSING_JUDGE = "vgg"
 
 

@@ -1,11 +1,11 @@
 """Train an expression classifier on FER-2013 Training, to judge the face generator (never served).
 
     python -m ml.train_judge --data ../shared/data/fer2013/fer2013.csv.gz --arch vgg --seed 0 \\
-        --out weights/fer_classifier.pt
+        --out weights/eval/fer_classifier.pt
     python -m ml.train_judge --data ../shared/data/fer2013/fer2013.csv.gz --arch resnet --seed 1 \\
-        --out weights/fer_judge_resnet.pt
+        --out weights/eval/fer_judge_resnet.pt
     python -m ml.train_judge --data ../shared/data/fer2013/fer2013.csv.gz --arch k5 --seed 2 \\
-        --out weights/fer_judge_k5.pt
+        --out weights/eval/fer_judge_k5.pt
 
 Every judge has the same recipe: 10 epochs, batch 128, AdamW with a one-cycle learning rate,
 label smoothing 0.1, flips and small shifts, and a class-weighted loss, so that a judge that
