@@ -2,7 +2,7 @@
 
 Training, evaluation and the service decode with :mod:`ml.decoding` (its names are re-exported
 here, ``audio.decode`` and the rest) and compute features here, so features cannot drift
-between them. The constants below are stored in every SER checkpoint (:data:`FEATURE_PARAMS`)
+between them. The constants below are stored in every SER checkpoint (:data:`WHISPER_FEATURE_PARAMS`)
 and checked on load.
 """
 
@@ -21,56 +21,35 @@ from ml.decoding import (  # noqa: F401  (re-exported: the decoding half of the 
     decode_container, from_array, resample, resample_stream,
 )
 
-N_FFT = 512
-WIN_LENGTH = 400  # 25 ms
-HOP_LENGTH = 160  # 10 ms
-N_MELS = 64
-F_MIN = 20.0
-F_MAX = 8_000.0
-WINDOW = "hann-periodic"
-LOG_EPS = 1e-10  # tiny: a gain change must only shift log-mel by a constant (removed by CMN)
-NORM_EPS = 1e-5  # added to the clip's variance before the std scaling
-TRIM_TOP_DB = 40.0  # frames more than 40 dB below the loudest frame count as silence
-TRIM_MARGIN_S = 0.1  # keep this much context either side of the voiced region
+#: Silence trimming, the same for every front end: frames of 25 ms every 10 ms; frames more than
+#: TRIM_TOP_DB below the loudest are silence; TRIM_MARGIN_S of context is kept either side.
+TRIM_FRAME = 400
+TRIM_HOP = 160
+TRIM_TOP_DB = 40.0
+TRIM_MARGIN_S = 0.1
 
-WHISPER_N_FFT = 400  # Whisper's front end: 25 ms frames, 80 mel bins (its encoder's input)
+#: Whisper's front end (its encoder's input): 25 ms Hann frames every 10 ms, 80 Slaney mel bins.
+WHISPER_N_FFT = 400
+WHISPER_HOP = 160
 WHISPER_N_MELS = 80
+WHISPER_WINDOW = "hann-periodic"
 
-#: Speed factors of training's speed perturbation, which inference averages over (test-time
-#: augmentation, :class:`ml.recognize.EmotionRecognizer`).
+#: Speed factors of training's speed perturbation (``ml.augment``).
 SPEED_FACTORS = (0.9, 1.0, 1.1)
-
-FEATURE_PARAMS: dict[str, float | int | str] = {
-    "sample_rate": SAMPLE_RATE,
-    "n_fft": N_FFT,
-    "win_length": WIN_LENGTH,
-    "hop_length": HOP_LENGTH,
-    "n_mels": N_MELS,
-    "f_min": F_MIN,
-    "f_max": F_MAX,
-    "log_eps": LOG_EPS,
-    "window": WINDOW,
-    "center": False,
-    "mel_scale": "slaney",
-    "trim_top_db": TRIM_TOP_DB,
-    "trim_margin_s": TRIM_MARGIN_S,
-    "normalization": "utterance-mean-per-bin/global-std",
-    "norm_eps": NORM_EPS,
-}
 
 #: Every clip the Whisper-based SER hears is scaled to this RMS (about -26 dBFS) after trimming:
 #: Whisper's log-mel is absolute, so without it a quieter recording would be a different input.
 LEVEL_RMS = 0.05
 
-#: What the Whisper-based SER hears: stored in its checkpoints and checked on load, like the above.
+#: What the SER hears: stored in its checkpoints and checked on load.
 WHISPER_FEATURE_PARAMS: dict[str, float | int | str] = {
     "sample_rate": SAMPLE_RATE,
     "n_fft": WHISPER_N_FFT,
-    "hop_length": HOP_LENGTH,
+    "hop_length": WHISPER_HOP,
     "n_mels": WHISPER_N_MELS,
     "f_min": 0.0,
     "f_max": SAMPLE_RATE / 2,
-    "window": WINDOW,
+    "window": WHISPER_WINDOW,
     "center": True,
     "mel_scale": "slaney",
     "log": "log10, floor peak-8, (x+4)/4",
@@ -89,15 +68,15 @@ def trim_silence(wave: torch.Tensor) -> torch.Tensor:
     shorter). Padding a recording with silence therefore does not change what the model hears.
     """
     n = wave.shape[-1]
-    if n <= WIN_LENGTH:
+    if n <= TRIM_FRAME:
         return wave
-    frames = wave.unfold(0, WIN_LENGTH, HOP_LENGTH)  # (F, WIN)
+    frames = wave.unfold(0, TRIM_FRAME, TRIM_HOP)  # (F, TRIM_FRAME)
     energy = frames.pow(2).mean(dim=1)
     db = 10 * torch.log10(energy + 1e-20)
     voiced = torch.nonzero(db > db.max() - TRIM_TOP_DB).flatten()
     margin = int(TRIM_MARGIN_S * SAMPLE_RATE)
-    start = max(0, int(voiced[0]) * HOP_LENGTH - margin)
-    end = min(n, int(voiced[-1]) * HOP_LENGTH + WIN_LENGTH + margin)
+    start = max(0, int(voiced[0]) * TRIM_HOP - margin)
+    end = min(n, int(voiced[-1]) * TRIM_HOP + TRIM_FRAME + margin)
     need = int(MIN_DURATION_S * SAMPLE_RATE)
     if end - start < need:  # widen symmetrically to the minimum the model takes
         grow = need - (end - start)
@@ -116,11 +95,6 @@ def change_speed(wave: torch.Tensor, factor: float) -> torch.Tensor:
     return torch.nn.functional.interpolate(wave[None, None], size=n, mode="linear", align_corners=False)[0, 0]
 
 
-def num_frames(num_samples: torch.Tensor | int) -> torch.Tensor | int:
-    """Number of feature frames for ``num_samples`` samples (no centre padding)."""
-    return (num_samples - N_FFT) // HOP_LENGTH + 1
-
-
 def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
     """Slaney's mel scale: linear below 1 kHz, logarithmic above (librosa's default, htk=False)."""
     hz = np.asarray(hz, dtype=np.float64)
@@ -134,7 +108,7 @@ def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
     return np.where(mel >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel - 15.0)), mel * (200.0 / 3))
 
 
-def mel_filterbank(n_fft: int = N_FFT, n_mels: int = N_MELS, f_min: float = F_MIN, f_max: float = F_MAX) -> np.ndarray:
+def mel_filterbank(n_fft: int, n_mels: int, f_min: float, f_max: float) -> np.ndarray:
     """(n_mels, n_fft // 2 + 1) triangular filters, Slaney-normalised (equal area).
 
     Equal to ``librosa.filters.mel(sr, n_fft, n_mels, fmin, fmax)`` (a test checks it), written
@@ -149,43 +123,6 @@ def mel_filterbank(n_fft: int = N_FFT, n_mels: int = N_MELS, f_min: float = F_MI
     weights = np.maximum(0, np.minimum(lower, upper))
     weights *= (2.0 / (mel_f[2:] - mel_f[:-2]))[:, None]
     return weights.astype(np.float32)
-
-
-@functools.lru_cache(maxsize=8)
-def _mel_basis(device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    window = torch.hann_window(WIN_LENGTH, periodic=True)
-    return torch.from_numpy(mel_filterbank()).to(device), window.to(device)
-
-
-def log_mel(waves: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalised log-mel features of a padded batch.
-
-    Args:
-        waves: (B, T) float mono at :data:`SAMPLE_RATE`, zero-padded after each clip's end.
-        lengths: (B,) valid samples per clip (default: all T). Each must be >= :data:`N_FFT`.
-    Returns:
-        feats: (B, N_MELS, F) with per-clip mean removed per mel bin and the clip's std scaled to
-            1, zeros after each clip's last valid frame; frames: (B,) valid frames per clip.
-    Frames use no centre padding, so a clip's features do not depend on what is padded after it:
-    the batched result equals the one-by-one result.
-    """
-    assert waves.dim() == 2, f"waves must be (B, T), got {tuple(waves.shape)}"
-    batch, total = waves.shape
-    if lengths is None:
-        lengths = torch.full((batch,), total, dtype=torch.long, device=waves.device)
-    assert int(lengths.min()) >= N_FFT, f"every clip needs at least {N_FFT} samples"
-    mel_fb, window = _mel_basis(str(waves.device))
-    spec = torch.stft(waves, N_FFT, HOP_LENGTH, WIN_LENGTH, window, center=False, return_complex=True)
-    power = spec.real.pow(2) + spec.imag.pow(2)  # (B, N_FFT//2+1, F)
-    feats = torch.log(torch.matmul(mel_fb, power) + LOG_EPS)  # (B, N_MELS, F)
-    frames = num_frames(lengths.to(waves.device))
-    mask = (torch.arange(feats.shape[-1], device=waves.device)[None, :] < frames[:, None]).to(feats.dtype)
-    mask = mask[:, None, :]  # (B, 1, F)
-    count = frames.to(feats.dtype)[:, None, None]
-    mean = (feats * mask).sum(-1, keepdim=True) / count  # (B, N_MELS, 1)
-    centred = (feats - mean) * mask
-    std = torch.sqrt(centred.pow(2).sum(dim=(1, 2), keepdim=True) / (count * N_MELS) + NORM_EPS)
-    return centred / std, frames
 
 
 @functools.lru_cache(maxsize=1)
@@ -206,21 +143,12 @@ def whisper_log_mel(wave: torch.Tensor, band_limit_hz: float | None = None) -> t
     """
     assert wave.dim() == 1, f"wave must be (T,), got {tuple(wave.shape)}"
     fb, window = _whisper_basis()
-    spec = torch.stft(wave, WHISPER_N_FFT, HOP_LENGTH, window=window, return_complex=True)[..., :-1]
+    spec = torch.stft(wave, WHISPER_N_FFT, WHISPER_HOP, window=window, return_complex=True)[..., :-1]
     if band_limit_hz is not None:
         spec = spec * (torch.fft.rfftfreq(WHISPER_N_FFT, 1 / SAMPLE_RATE) <= band_limit_hz)[:, None]
     log_spec = torch.clamp(fb @ spec.abs().pow(2), min=1e-10).log10()
     log_spec = torch.maximum(log_spec, log_spec.max() - 8.0)
     return ((log_spec + 4.0) / 4.0)[None]
-
-
-def pad_batch(waves: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack 1-D waves into (B, T_max) zero-padded, with (B,) lengths."""
-    lengths = torch.tensor([int(w.shape[-1]) for w in waves], dtype=torch.long)
-    out = torch.zeros(len(waves), int(lengths.max()), dtype=torch.float32)
-    for i, w in enumerate(waves):
-        out[i, : w.shape[-1]] = w
-    return out, lengths
 
 
 def split_windows(wave: torch.Tensor, window_s: float, min_last_s: float = 2.0) -> list[torch.Tensor]:

@@ -3,7 +3,7 @@
 A checkpoint is a dict of plain types and tensors, loaded with ``weights_only=True``::
 
     format_version  int
-    arch            registry name below ("ser-ensemble", "cgan-generator", ...)
+    arch            registry name below ("ser-whisper", "cgan-generator", ...)
     config          the model's config dataclass as a dict (the network is rebuilt from it)
     labels          the class names, in output order
     feature_params  the audio front-end constants (SER models only), checked on load
@@ -32,15 +32,13 @@ from ml.models.baseline_gan import (BaselineDiscriminator, BaselineDiscriminator
                                     BaselineGeneratorConfig)
 from ml.models.fer_classifier import FERClassifier, FERClassifierConfig
 from ml.models.gan import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
-from ml.models.ser import SERConfig, SEREnsemble, SEREnsembleConfig, SERHead, SERHeadConfig, SERNet
+from ml.models.ser import SERHead, SERHeadConfig
 
 #: 2 (2026-12-02): a generator's drawing settings left its config for their own ``drawing`` key,
 #: and the shipped files were converted once; a file of format 1 is refused.
 FORMAT_VERSION = 2
 
 ARCHITECTURES: dict[str, tuple[type[nn.Module], type]] = {
-    "ser-cnn": (SERNet, SERConfig),
-    "ser-ensemble": (SEREnsemble, SEREnsembleConfig),
     "ser-whisper": (SERHead, SERHeadConfig),
     "cgan-generator": (Generator, GeneratorConfig),
     "cgan-discriminator": (Discriminator, DiscriminatorConfig),
@@ -49,10 +47,9 @@ ARCHITECTURES: dict[str, tuple[type[nn.Module], type]] = {
     "baseline-discriminator": (BaselineDiscriminator, BaselineDiscriminatorConfig),
 }
 GENERATORS = ("cgan-generator", "baseline-generator")  # what FaceGenerator can draw with
-SER_MODELS = ("ser-cnn", "ser-ensemble", "ser-whisper")  # what EmotionRecognizer can hear with; they carry feature_params
+SER_MODELS = ("ser-whisper",)  # what EmotionRecognizer can hear with; they carry feature_params
 #: The front-end contract each SER architecture was trained with, stored in its files and checked on load.
-FEATURE_CONTRACTS = {"ser-cnn": audio.FEATURE_PARAMS, "ser-ensemble": audio.FEATURE_PARAMS,
-                     "ser-whisper": audio.WHISPER_FEATURE_PARAMS}
+FEATURE_CONTRACTS = {"ser-whisper": audio.WHISPER_FEATURE_PARAMS}
 
 
 class CheckpointError(RuntimeError):
@@ -164,8 +161,7 @@ def load(path: str | Path, *, arch: str | tuple[str, ...] | None = None, labels:
     return Loaded(model=model, meta=meta, sha256=file_sha256(path))
 
 
-def check_feature_params(stored: dict[str, Any], *, source: str,
-                         expected: dict[str, Any] = audio.FEATURE_PARAMS) -> None:
+def check_feature_params(stored: dict[str, Any], *, source: str, expected: dict[str, Any]) -> None:
     """Raise :class:`FeatureMismatchError` listing every feature parameter that differs."""
     diffs = [
         f"{key}: checkpoint {stored.get(key)!r} != code {expected.get(key)!r}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -21,8 +21,6 @@ class Settings(BaseSettings):
     device: str = Field("auto", description="auto (CUDA if present, else CPU), cpu, cuda, cuda:N")
     ser_weights: Path = WEIGHTS_DIR / "ser.pt"
     generator_weights: Path = WEIGHTS_DIR / "generator.pt"
-    ser_views: int = Field(3, description="test-time views per clip: 3 (speeds 0.9/1.0/1.1) "
-                                          "or 1; for a log-mel CNN checkpoint only")
     max_body_mb: float = Field(25.0, gt=0, description="largest accepted request body")
     max_audio_s: float = Field(60.0, gt=0, description="longest accepted recording")
     max_batch_size: int = Field(64, ge=1, le=1024, description="largest micro-batch per forward pass")
@@ -59,13 +57,6 @@ class Settings(BaseSettings):
     api_key: str | None = Field(None, description="when set, model routes need X-API-Key or Bearer")
     cors_origins: list[str] = Field(default_factory=list, description='JSON list, e.g. ["https://a.example"]')
     warmup: bool = True
-
-    @field_validator("ser_views")
-    @classmethod
-    def _one_or_three_views(cls, views: int) -> int:
-        if views not in (1, 3):
-            raise ValueError(f"EMOFACE_SER_VIEWS must be 1 or 3 (the evaluated settings), got {views}")
-        return views
 
     @property
     def max_body_bytes(self) -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ml.audio import SAMPLE_RATE, SPEED_FACTORS
+from ml.audio import SAMPLE_RATE
 from ml.generate import FaceGenerator
 from ml.recognize import EmotionRecognizer
 from ml.runtime import select_device
@@ -45,10 +45,11 @@ class Engines:
     streams: StreamTable = field(default_factory=lambda: StreamTable(0, 0, 0.0))  # live WebSocket streams
 
 
-def _info(name: str, path: Path, loaded, seconds: float) -> ModelCard:
+def _info(name: str, path: Path, loaded, seconds: float, device: torch.device) -> ModelCard:
     params = sum(p.numel() for p in loaded.model.parameters())
-    return ModelCard(name=name, path=path.name, sha256=loaded.sha256, arch=loaded.meta["arch"], parameters=params,
-                     load_seconds=round(seconds, 3), metrics=loaded.meta.get("metrics", {}), data=loaded.meta.get("data", {}))
+    return ModelCard(name=name, path=path.name, sha256=loaded.sha256, arch=loaded.meta["arch"], device=str(device),
+                     parameters=params, load_seconds=round(seconds, 3), metrics=loaded.meta.get("metrics", {}),
+                     data=loaded.meta.get("data", {}))
 
 
 def hear(recognizer: EmotionRecognizer, waves: list[np.ndarray]) -> list[np.ndarray | Exception]:
@@ -64,15 +65,14 @@ def load_engines(settings: Settings, metrics: Metrics, drain: Drain | None = Non
     if settings.cpu_threads:
         torch.set_num_threads(settings.cpu_threads)
     device = select_device(settings.device)
-    speeds = SPEED_FACTORS if settings.ser_views == 3 else (1.0,)
-    (recognizer, ser_loaded), ser_s = timed(
-        lambda: EmotionRecognizer.from_checkpoint(settings.ser_weights, device, speeds=speeds))
+    # the SER runs on the CPU whatever the device (ml.recognize): /ready says where each model runs
+    (recognizer, ser_loaded), ser_s = timed(lambda: EmotionRecognizer.from_checkpoint(settings.ser_weights))
     (generator, gen_loaded), gen_s = timed(lambda: FaceGenerator.from_checkpoint(settings.generator_weights, device))
-    models = [_info("ser", settings.ser_weights, ser_loaded, ser_s),
-              _info("generator", settings.generator_weights, gen_loaded, gen_s)]
+    models = [_info("ser", settings.ser_weights, ser_loaded, ser_s, recognizer.device),
+              _info("generator", settings.generator_weights, gen_loaded, gen_s, generator.device)]
     for m, path in zip(models, (settings.ser_weights, settings.generator_weights), strict=True):
         # the log (the operator's) names the full path; /ready (anyone's) only the file name
-        log.info("loaded %s from %s sha256=%s device=%s parameters=%d in %.3fs", m.name, path, m.sha256, device,
+        log.info("loaded %s from %s sha256=%s device=%s parameters=%d in %.3fs", m.name, path, m.sha256, m.device,
                  m.parameters, m.load_seconds)
     wait = settings.max_batch_wait_ms / 1000
     # the budgets below bound what is queued; the queues' own bounds are a backstop

@@ -33,6 +33,7 @@ class ModelCard(BaseModel):
     path: str
     sha256: str
     arch: str
+    device: str = Field(..., examples=["cpu"], description="where this model runs (the SER always on the CPU)")
     parameters: int
     load_seconds: float
     metrics: dict

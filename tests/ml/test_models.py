@@ -5,64 +5,6 @@ import torch
 from ml.generate import FaceGenerator, latent_for_seed
 from ml.models.fer_classifier import FERClassifier, FERClassifierConfig
 from ml.models.gan import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, RowLinear, minibatch_std
-from ml.models.ser import SERConfig, SERNet
-from ml.recognize import EmotionRecognizer
-from tests.conftest import speechlike
-
-
-def test_ser_output_shape_variable_length():
-    model = SERNet(SERConfig()).eval()
-    feats = torch.randn(3, 64, 300)
-    out = model(feats, torch.tensor([300, 120, 64]))
-    assert out.shape == (3, 8) and torch.isfinite(out).all()
-
-
-def test_ser_batched_equals_one_by_one():
-    torch.manual_seed(0)
-    model = SERNet(SERConfig()).eval()
-    clips = [torch.from_numpy(speechlike(s, seed=i)) for i, s in enumerate((1.0, 3.3, 0.7))]
-    rec = EmotionRecognizer(model)
-    batched = rec.predict(clips)
-    for i, clip in enumerate(clips):
-        np.testing.assert_allclose(batched[i], rec.predict([clip])[0], atol=1e-5)
-    assert np.allclose(batched.sum(1), 1.0, atol=1e-5)
-
-
-def test_for_inference_computes_the_same_function():
-    """Folded batch norm and channels-last order change the speed, not the numbers."""
-    from ml.models.ser import SEREnsemble, for_inference
-
-    torch.manual_seed(0)
-    nets = [SERNet(SERConfig()) for _ in range(2)]
-    for net in nets:  # non-trivial batch-norm statistics, as after training
-        net.train()(torch.randn(8, 64, 200), torch.full((8,), 200))
-    feats, frames = torch.randn(3, 64, 301), torch.tensor([301, 150, 40])
-    for model in (nets[0].eval(), SEREnsemble.of(nets)):
-        fast = for_inference(model)
-        assert not fast.training and model.state_dict().keys() != fast.state_dict().keys()
-        with torch.no_grad():
-            torch.testing.assert_close(fast(feats, frames), model(feats, frames), atol=1e-5, rtol=1e-5)
-
-
-def test_test_time_views_average_the_three_speeds():
-    """One window heard at 0.9, 1.0 and 1.1 speed: the prediction is the mean of the three views'."""
-    torch.manual_seed(0)
-    model = SERNet(SERConfig()).eval()
-    clip = speechlike(2.0)
-    views = [EmotionRecognizer(model, speeds=(s,)).predict([clip])[0] for s in (0.9, 1.0, 1.1)]
-    tta = EmotionRecognizer(model).predict([clip])[0]
-    assert EmotionRecognizer(model).speeds == (0.9, 1.0, 1.1)
-    np.testing.assert_allclose(tta, np.mean(views, axis=0), atol=1e-6)
-    assert np.abs(views[0] - views[2]).max() > 1e-4  # the views differ, so the test can tell
-
-
-def test_long_audio_is_pooled_over_windows():
-    model = SERNet(SERConfig()).eval()
-    rec = EmotionRecognizer(model, window_s=2.0)
-    long = torch.from_numpy(np.tile(speechlike(1.0), 9))
-    assert len(rec.windows(long)) >= 4
-    probs = rec.predict([long])
-    assert probs.shape == (1, 8) and probs.sum() == pytest.approx(1.0, abs=1e-5)
 
 
 def test_generator_shapes_and_range():

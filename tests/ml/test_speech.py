@@ -148,18 +148,19 @@ def embedder() -> SpeechEmbedder:
 
 def test_features_do_not_depend_on_the_batch(embedder):
     from ml.models.ser import SERHead, SERHeadConfig
-    from ml.recognize import EncoderRecognizer
+    from ml.recognize import EmotionRecognizer
 
     torch.manual_seed(0)
     head = SERHead(SERHeadConfig())
     head.fc.weight.data.normal_()
-    recognizer = EncoderRecognizer(head.eval())
+    recognizer = EmotionRecognizer(head.eval())
     waves = [speechlike(s, seed=i) for i, s in enumerate((1.0, 2.7, 0.6, 9.5))]  # the last spans two windows
     batched = recognizer.predict(waves)
     for i, w in enumerate(waves):
         assert np.array_equal(recognizer.predict([w])[0], batched[i])
     assert np.array_equal(embedder.embed(waves[1]), embedder.embed(waves[1]))
     assert not np.allclose(batched[0], batched[1])
+    assert np.allclose(batched.sum(1), 1.0, atol=1e-5) and batched.shape == (4, 8)
 
 
 def test_feature_cache_is_reused_and_resumes(embedder, tmp_path):

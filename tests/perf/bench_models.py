@@ -69,7 +69,7 @@ def main() -> dict:
     from ml.recognize import EmotionRecognizer
 
     device = torch.device(args.device)
-    rec, ser_loaded = EmotionRecognizer.from_checkpoint(args.ser, device)
+    rec, ser_loaded = EmotionRecognizer.from_checkpoint(args.ser)  # the SER runs on the CPU whatever the device
     gen, gen_loaded = FaceGenerator.from_checkpoint(args.generator, device)
     out: dict = {"device": str(device), "threads": args.threads, "torch": torch.__version__,
                  "ser_file_mb": round(Path(args.ser).stat().st_size / 1e6, 3),

@@ -67,9 +67,8 @@ def main() -> None:
         return build_caches(data, sys.argv[3:])
     out, variant = sys.argv[3], sys.argv[4]
     STATES = {"b2": 3, "b3": 4}[variant]
-    ev.cached_embeddings = sliced
-    ev.main(["--data", data, "--out", out, "--encoder", NAME, "--weighting", "class", "--threads", "1"]
-            + (["--nested"] if mode == "nested" else []))
+    ev.evaluate_head(ev.parse_args(["--data", data, "--out", out, "--encoder", NAME, "--weighting", "class",
+                                    "--threads", "1"] + (["--nested"] if mode == "nested" else [])), features=sliced)
 
 
 if __name__ == "__main__":

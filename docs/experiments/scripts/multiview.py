@@ -37,16 +37,10 @@ def head_split(clips, X, views, train, test, config, args):
     return ev.head_answers(head, X[test]), head
 
 
-ev.cached_embeddings, ev.head_split = cached, head_split
 if __name__ == "__main__":
     mode, out = sys.argv[1], sys.argv[2]
     WEIGHT = float(sys.argv[3]) if len(sys.argv) > 3 else 1.0
     argv = ["--data", "../shared/data", "--out", out, "--weighting", "class", "--threads", "1"]
-    real_parse = ev.argparse.ArgumentParser.parse_args
-
-    def parse(self, a=None, ns=None):
-        args = real_parse(self, a, ns)
-        args.views = KEY
-        return args
-    ev.argparse.ArgumentParser.parse_args = parse
-    ev.main(argv + (["--nested"] if mode == "nested" else []))
+    args = ev.parse_args(argv + (["--nested"] if mode == "nested" else []))
+    args.views = KEY
+    ev.evaluate_head(args, features=cached, split=head_split)

@@ -84,9 +84,9 @@ def head_split(clips, X, views, train, test, config, args):
     return ev.head_answers(head, X[test]), head
 
 
-ev.cached_embeddings, ev.head_split = cached, head_split
 if __name__ == "__main__":
     mode, out, RANK, PAIRS = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     assert PAIRS in ("generic", "generic+amr_wb"), PAIRS
     argv = ["--data", "../shared/data", "--out", out, "--weighting", "class", "--threads", "1"]
-    ev.main(argv + (["--nested"] if mode == "nested" else []) + sys.argv[5:])
+    ev.evaluate_head(ev.parse_args(argv + (["--nested"] if mode == "nested" else []) + sys.argv[5:]),
+                     features=cached, split=head_split)
