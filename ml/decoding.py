@@ -81,6 +81,12 @@ class UnsupportedSampleRateError(AudioError):
     """The sample rate is outside what we resample from."""
 
 
+def is_silent(samples: np.ndarray) -> bool:
+    """Whether mono ``samples`` are silence: their RMS after removing DC is below
+    :data:`SILENCE_RMS`. The rule decoding refuses a recording by, and the live stream's."""
+    return float(np.std(samples, dtype=np.float64)) < SILENCE_RMS
+
+
 @dataclass(frozen=True)
 class DecodedAudio:
     """Mono float32 samples at :data:`SAMPLE_RATE` plus what the input was."""
@@ -285,7 +291,7 @@ class _MonoStream:
         duration = self.frames / self.sr
         if duration < MIN_DURATION_S:
             raise AudioTooShortError(f"audio is {duration:.3f} s long; at least {MIN_DURATION_S:g} s is needed")
-        mean = self.total / self.frames
+        mean = self.total / self.frames  # is_silent's rule, from sums kept block by block
         if math.sqrt(max(self.total_sq / self.frames - mean * mean, 0.0)) < SILENCE_RMS:
             raise SilentAudioError("the audio is silent (RMS below -70 dBFS)")
         if self.resampler is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import logging
 import math
@@ -13,6 +14,8 @@ from typing import Generic, TypeVar
 
 import numpy as np
 from PIL import Image
+
+from ml.labels import EMOTIONS
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -32,8 +35,8 @@ class InvalidOutput(Exception):
 
 
 #: The fewest items per part when a batch is shared among idle workers: parts this large still
-#: amortise a pass's fixed cost (on a CPU one face alone draws at about 60% of the per-face rate
-#: of a batch of 8 or more).
+#: amortise a pass's fixed cost (a face alone draws well below a batch's per-face rate on a CPU;
+#: ``tests/perf/bench_models.py`` measures both).
 MIN_SPLIT = 8
 
 
@@ -175,6 +178,19 @@ class MicroBatcher(Generic[T, R]):
                     fut.set_result(result)
         finally:
             self._free.put_nowait(token)
+
+
+def emotion_fields(probs: np.ndarray) -> dict:
+    """The answer's emotion fields, for /emotion, /speech-to-face and the live stream alike:
+    ``probabilities`` over the 8 emotions rounded to 1e-6, the most probable, and its probability."""
+    probabilities = {e: round(float(p), 6) for e, p in zip(EMOTIONS, probs, strict=True)}
+    best = max(probabilities, key=probabilities.get)
+    return {"emotion": best, "confidence": probabilities[best], "probabilities": probabilities}
+
+
+def face_fields(png: bytes, seed: int) -> dict:
+    """A face in a JSON answer (/speech-to-face with ``Accept: application/json``, the live stream)."""
+    return {"seed": seed, "image_png_base64": base64.b64encode(png).decode()}
 
 
 def seed_from_digest(digest: bytes) -> int:

@@ -43,7 +43,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import math
 import secrets
 import time
 from urllib.parse import urlsplit
@@ -51,12 +50,13 @@ from urllib.parse import urlsplit
 import numpy as np
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from ml import audio
-from ml.labels import EMOTIONS, fer_index
+from ml import audio, decoding
+from ml.labels import fer_index
 from service.admission import GRACE_S, NoSlot, Slot
 from service.deps import key_matches
 from service.engines import Engines
 from service.errors import problem_response
+from service.inference import emotion_fields, face_fields
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -246,21 +246,17 @@ async def _serve(ws: WebSocket, engines: Engines, stream: LiveStream, seed: int,
 
 async def _answer(ws: WebSocket, engines: Engines, stream: LiveStream, seed: int, window: np.ndarray) -> None:
     t = stream.seconds
-    if math.sqrt(float(np.mean(window.astype(np.float64) ** 2))) < audio.SILENCE_RMS:
+    if decoding.is_silent(window):
         await _send(ws, {"type": "silence", "t": t})
         return
     try:
-        probs = np.asarray(await engines.ser.submit(window))
-        smoothed = stream.smooth(probs)
-        best = int(np.argmax(smoothed))
-        png = await engines.faces.submit((fer_index(EMOTIONS[best]), seed, 48))
+        fields = emotion_fields(stream.smooth(np.asarray(await engines.ser.submit(window))))
+        png = await engines.faces.submit((fer_index(fields["emotion"]), seed, 48))
     except Exception as exc:  # the model failed this window: this stream ends, the others go on
         log.exception("live stream: the models failed a window")
         raise StreamClosed(1011, f"the models failed: {type(exc).__name__}") from exc
     dropped, stream.dropped = stream.dropped, 0
-    await _send(ws, {"type": "face", "t": t, "emotion": EMOTIONS[best], "confidence": round(float(smoothed[best]), 6),
-                     "probabilities": {e: round(float(p), 6) for e, p in zip(EMOTIONS, smoothed)}, "seed": seed,
-                     "image_png_base64": base64.b64encode(png).decode(), "dropped": dropped})
+    await _send(ws, {"type": "face", "t": t, **fields, **face_fields(png, seed), "dropped": dropped})
 
 
 async def _send(ws: WebSocket, body: dict) -> None:

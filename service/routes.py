@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import secrets
 import tempfile
 from typing import Annotated, BinaryIO
@@ -16,13 +15,13 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.datastructures import UploadFile
 
 from ml import audio
-from ml.labels import EMOTIONS, fer_index, normalize_emotion
+from ml.labels import fer_index, normalize_emotion
 from service.admission import Guard
 from service.config import STATIC_DIR
 from service.deps import Auth, Guarded, Models
 from service.engines import Engines
 from service.errors import Problem
-from service.inference import encode_png, seed_from_digest
+from service.inference import emotion_fields, encode_png, face_fields, seed_from_digest
 from service.schemas import EmotionResult, Health, Ready, SpeechToFaceResult
 
 router = APIRouter()
@@ -116,11 +115,8 @@ async def recognise(request: Request, engines: Engines, guard: Guard) -> tuple[i
         finally:
             file.close()
         probs = await guard.run(engines.ser.submit(decoded.samples))
-    probabilities = {e: round(float(p), 6) for e, p in zip(EMOTIONS, probs)}
-    best = max(probabilities, key=probabilities.get)
-    result = {"emotion": best, "confidence": probabilities[best], "probabilities": probabilities,
-              "duration_s": round(decoded.duration_s, 4), "sample_rate": decoded.input_sample_rate,
-              "channels": decoded.channels}
+    result = {**emotion_fields(probs), "duration_s": round(decoded.duration_s, 4),
+              "sample_rate": decoded.input_sample_rate, "channels": decoded.channels}
     return seed, result
 
 
@@ -202,6 +198,6 @@ async def speech_to_face(request: Request, engines: Models, guard: Guarded, seed
     png = await draw(engines, guard, result["emotion"], seed, size)
     headers = {"X-Emotion": result["emotion"], "X-Emotion-Confidence": f"{result['confidence']:.6f}", "X-Seed": str(seed)}
     if "application/json" in request.headers.get("accept", ""):
-        body = {**result, "seed": seed, "image_png_base64": base64.b64encode(png).decode()}
+        body = {**result, **face_fields(png, seed)}
         return JSONResponse(body, headers=headers)
     return Response(png, media_type="image/png", headers=headers)

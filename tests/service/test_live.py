@@ -13,11 +13,24 @@ from starlette.websockets import WebSocketDisconnect
 
 from ml import audio
 from ml.labels import EMOTIONS
-from tests.conftest import fixture_clips, make_client, wait_ready, wav_bytes
+from tests.conftest import fixture_clips, make_client, wait_ready
 
 
 def pcm16(x: np.ndarray) -> bytes:
-    return (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
+    return int16(x).tobytes()
+
+
+def int16(x: np.ndarray) -> np.ndarray:
+    return (np.clip(x, -1, 1) * 32767).astype("<i2")
+
+
+def pcm16_wav(pcm: np.ndarray) -> bytes:
+    """16-bit samples as a WAV file: the very samples a stream of ``pcm`` sends."""
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, pcm, 16_000, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -66,18 +79,23 @@ def test_a_stream_gets_a_face_per_second_with_one_identity(live, speech):
 
 def test_probabilities_are_smoothed_over_hops(live, speech):
     """Each answer is half the newest window's probabilities (the last 3 s, what /emotion says of
-    them) and half the running average."""
+    them) and half the running average. Both hear the same 16-bit samples."""
     from service import live as live_mod
 
+    pcm = int16(speech[:4 * 16_000])
+    answers = []
     with live.websocket_connect("/ws/speech-to-face?seed=1") as ws:
-        answers = speak(ws, speech[:4 * 16_000])
-    raw = [live.post("/emotion", files={"file": ("w.wav", wav_bytes(speech[max(0, (k + 1) * 16_000 - 48_000):(k + 1) * 16_000]))})
-           .json()["probabilities"] for k in range(4)]
+        for second in range(4):
+            for i in range(second * 16_000, (second + 1) * 16_000, 1_600):
+                ws.send_bytes(pcm[i:i + 1_600].tobytes())
+            answers.append(ws.receive_json())
+    raw = [live.post("/emotion", content=pcm16_wav(pcm[max(0, (k + 1) * 16_000 - 48_000):(k + 1) * 16_000]),
+                     headers={"Content-Type": "audio/wav"}).json()["probabilities"] for k in range(4)]
     want = np.array([raw[0][e] for e in EMOTIONS])
     for k, a in enumerate(answers):
         if k:
             want = live_mod.SMOOTHING * np.array([raw[k][e] for e in EMOTIONS]) + (1 - live_mod.SMOOTHING) * want
-        assert np.allclose([a["probabilities"][e] for e in EMOTIONS], want, atol=1e-3), k  # PCM rounding differs
+        assert np.allclose([a["probabilities"][e] for e in EMOTIONS], want, atol=2e-6), k  # both rounded to 1e-6
 
 
 def test_other_rates_are_resampled(live, speech):
@@ -158,12 +176,15 @@ def test_only_the_services_own_page_and_listed_origins_open_streams(live, speech
             assert ws.receive_json()["type"] == "face"
 
 
-@pytest.mark.parametrize("live", [{"max_streams": 1}], indirect=True)
-def test_streams_beyond_the_limit_get_1013_and_free_their_slot(live, speech):
+@pytest.mark.parametrize("live, says", [({"max_streams": 1}, "the service holds 1 live streams"),
+                                        ({"max_streams": 8, "stream_max_per_client": 1}, "this client holds 1")],
+                         indirect=["live"])
+def test_streams_beyond_the_limit_get_1013_and_free_their_slot(live, speech, says):
+    """Past the service's slots, or past one client's share of them (every test client is one address)."""
     with live.websocket_connect("/ws/speech-to-face") as first:
         with live.websocket_connect("/ws/speech-to-face") as second:
             code, reason = closed_with(second)
-        assert code == 1013 and "1 live streams" in reason
+        assert code == 1013 and says in reason
         stream(first, speech[:int(1.2 * 16_000)], 16_000)
         assert first.receive_json()["type"] == "face"
     with live.websocket_connect("/ws/speech-to-face") as again:  # the slot came back
@@ -227,12 +248,15 @@ def test_squatters_that_send_too_little_give_their_slots_to_a_real_stream(short_
     assert any("of real time is needed" in reason for _, reason in closes)
 
 
-@pytest.mark.parametrize("live", [{"max_streams": 8, "stream_max_per_client": 1}], indirect=True)
-def test_one_client_holds_at_most_its_share_of_streams(live, speech):
-    with live.websocket_connect("/ws/speech-to-face") as first:
-        with live.websocket_connect("/ws/speech-to-face") as second:
-            code, reason = closed_with(second)
-        assert code == 1013 and "this client holds 1" in reason
-        stream(first, speech[:int(1.2 * 16_000)], 16_000)
-        assert first.receive_json()["type"] == "face"
-
+def test_the_stream_and_the_http_route_build_the_same_answer(live, speech):
+    """One second of audio and a seed: the stream's first answer (it hears exactly that second) and
+    /speech-to-face's JSON carry the same emotion, probabilities, seed and face, built by one path."""
+    pcm = int16(speech[:16_000])
+    http = live.post("/speech-to-face?seed=7", content=pcm16_wav(pcm),
+                     headers={"Content-Type": "audio/wav", "Accept": "application/json"}).json()
+    with live.websocket_connect("/ws/speech-to-face?rate=16000&seed=7") as ws:
+        for i in range(0, 16_000, 1_600):
+            ws.send_bytes(pcm[i:i + 1_600].tobytes())
+        streamed = ws.receive_json()
+    shared = ("emotion", "confidence", "probabilities", "seed", "image_png_base64")
+    assert streamed["type"] == "face" and {k: streamed[k] for k in shared} == {k: http[k] for k in shared}
