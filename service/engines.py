@@ -23,6 +23,7 @@ from service.decoding import Decoder
 from service.admission import Budget, Drain, StreamTable
 from service.inference import InvalidOutput, MicroBatcher, render_items, timed
 from service.metrics import Metrics
+from service.models import FaceModel, SpeechModel
 from service.schemas import ModelCard
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ class Engines:
     clips: Budget  # recordings admitted at once: decoding, queued or being heard
     face_work: Budget  # face work admitted at once, in single-48px-face units
     decoder: Decoder  # recordings decoded at once: libsndfile and FFmpeg slots, bounded apart
+    speech: SpeechModel  # what the routes and the live stream call: decode, predict, encode
+    face: FaceModel
     drain: Drain
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     streams: StreamTable = field(default_factory=lambda: StreamTable(0, 0, 0.0))  # live WebSocket streams
@@ -91,8 +94,9 @@ def load_engines(settings: Settings, metrics: Metrics, drain: Drain | None = Non
                       memory_bytes=int(settings.decode_memory_mb * 1024 * 1024))
     streams = StreamTable(settings.max_streams, settings.stream_max_per_client, settings.stream_min_rate)
     return Engines(settings, device, ser, faces, models, clips=Budget("emotion", settings.max_queue_clips),
-                   face_work=Budget("face", settings.max_queue_faces), decoder=decoder, drain=drain or Drain(),
-                   streams=streams)
+                   face_work=Budget("face", settings.max_queue_faces), decoder=decoder,
+                   speech=SpeechModel(decoder, ser, settings.max_audio_s), face=FaceModel(faces),
+                   drain=drain or Drain(), streams=streams)
 
 
 async def warm_up(engines: Engines) -> None:

@@ -51,12 +51,10 @@ import numpy as np
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from ml import audio, decoding
-from ml.labels import fer_index
 from service.admission import GRACE_S, NoSlot, Slot
 from service.deps import key_matches
 from service.engines import Engines
 from service.errors import problem_response
-from service.inference import emotion_fields, face_fields
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -250,13 +248,13 @@ async def _answer(ws: WebSocket, engines: Engines, stream: LiveStream, seed: int
         await _send(ws, {"type": "silence", "t": t})
         return
     try:
-        fields = emotion_fields(stream.smooth(np.asarray(await engines.ser.submit(window))))
-        png = await engines.faces.submit((fer_index(fields["emotion"]), seed, 48))
+        fields = engines.speech.encode_response(stream.smooth(await engines.speech.predict(window)))
+        png = await engines.face.predict(fields["emotion"], seed)
     except Exception as exc:  # the model failed this window: this stream ends, the others go on
         log.exception("live stream: the models failed a window")
         raise StreamClosed(1011, f"the models failed: {type(exc).__name__}") from exc
     dropped, stream.dropped = stream.dropped, 0
-    await _send(ws, {"type": "face", "t": t, **fields, **face_fields(png, seed), "dropped": dropped})
+    await _send(ws, {"type": "face", "t": t, **fields, **engines.face.encode_response(png, seed), "dropped": dropped})
 
 
 async def _send(ws: WebSocket, body: dict) -> None:

@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import tempfile
 from typing import Annotated, BinaryIO
 
-import anyio
-import numpy as np
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.datastructures import UploadFile
 
 from ml import audio
-from ml.labels import fer_index, normalize_emotion
+from ml.labels import normalize_emotion
 from service.admission import Guard
 from service.config import STATIC_DIR
 from service.deps import Auth, Guarded, Models
 from service.engines import Engines
 from service.errors import Problem
-from service.inference import emotion_fields, encode_png, face_fields, seed_from_digest
 from service.schemas import EmotionResult, Health, Ready, SpeechToFaceResult
 
 router = APIRouter()
@@ -60,9 +56,6 @@ Size = Annotated[int, Query(ge=48, le=1024, description="width and height of eac
 
 #: Request bodies larger than this are spooled to a temporary file of their own, not kept in RAM.
 SPOOL_BYTES = 1 << 20
-#: A single face up to this size is PNG-encoded on the generator's thread (one thread hop);
-#: larger ones are encoded on a worker thread, so they never hold up the next batch.
-INLINE_PNG_MAX = 256
 
 
 def face_cost(count: int, size: int) -> float:
@@ -99,36 +92,24 @@ async def read_audio(request: Request) -> BinaryIO:
     return file
 
 
-async def decode_audio(engines: Engines, file: BinaryIO) -> tuple[audio.DecodedAudio, int]:
-    """The decoded recording, and the face seed its bytes give."""
-    decoded, digest = await engines.decoder.decode(file, max_duration_s=engines.settings.max_audio_s)
-    return decoded, seed_from_digest(digest)
-
-
 async def recognise(request: Request, engines: Engines, guard: Guard) -> tuple[int, dict]:
     """The seed the upload's bytes give, and its /emotion result fields."""
+    speech = engines.speech
     with engines.clips.admit(1, engines.drain):
         file = await guard.run(read_audio(request))
         try:
             guard.watch_disconnect()
-            decoded, seed = await guard.run(decode_audio(engines, file))
+            decoded, seed = await guard.run(speech.decode_request(file))
         finally:
             file.close()
-        probs = await guard.run(engines.ser.submit(decoded.samples))
-    result = {**emotion_fields(probs), "duration_s": round(decoded.duration_s, 4),
-              "sample_rate": decoded.input_sample_rate, "channels": decoded.channels}
-    return seed, result
+        probs = await guard.run(speech.predict(decoded.samples))
+    return seed, speech.encode_response(probs, decoded)
 
 
 async def draw(engines: Engines, guard: Guard, emotion: str, seed: int, size: int, count: int = 1) -> bytes:
-    cls = fer_index(emotion)
     with engines.face_work.admit(face_cost(count, size), engines.drain):
         guard.watch_disconnect()
-        if count == 1 and size <= INLINE_PNG_MAX:  # the common case: the batch worker returns the PNG itself
-            return await guard.run(engines.faces.submit((cls, seed, size)))
-        faces = await guard.run(asyncio.gather(*(engines.faces.submit((cls, (seed + i) % 2**32, None))
-                                                 for i in range(count))))
-        return await guard.run(anyio.to_thread.run_sync(encode_png, np.stack(faces), size))
+        return await guard.run(engines.face.predict(emotion, seed, size, count))
 
 
 @router.get("/health", response_model=Health, tags=["ops"])
@@ -198,6 +179,6 @@ async def speech_to_face(request: Request, engines: Models, guard: Guarded, seed
     png = await draw(engines, guard, result["emotion"], seed, size)
     headers = {"X-Emotion": result["emotion"], "X-Emotion-Confidence": f"{result['confidence']:.6f}", "X-Seed": str(seed)}
     if "application/json" in request.headers.get("accept", ""):
-        body = {**result, **face_fields(png, seed)}
+        body = {**result, **engines.face.encode_response(png, seed)}
         return JSONResponse(body, headers=headers)
     return Response(png, media_type="image/png", headers=headers)

@@ -1,0 +1,66 @@
+"""One object per model, called alike by the HTTP routes and the live stream, in LitServe's split:
+``decode_request`` (what came over the wire -> model input), ``predict`` (through the model's
+micro-batcher), ``encode_response`` (model output -> the answer's fields). The routes and
+``service/live.py`` only translate between their wire and these, and keep the request's
+lifetime (admission, the guard, the drain)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import BinaryIO
+
+import anyio
+import numpy as np
+
+from ml.decoding import DecodedAudio
+from ml.labels import fer_index
+from service.decoding import Decoder
+from service.inference import MicroBatcher, emotion_fields, encode_png, face_fields, seed_from_digest
+
+#: A single face up to this size is PNG-encoded on the generator's thread (one thread hop);
+#: larger ones and grids are encoded on a worker thread, so they never hold up the next batch.
+INLINE_PNG_MAX = 256
+
+
+class SpeechModel:
+    """The speech emotion model: a recording in, the 8 emotions' probabilities out."""
+
+    def __init__(self, decoder: Decoder, batcher: MicroBatcher, max_audio_s: float) -> None:
+        self.decoder, self.batcher, self.max_audio_s = decoder, batcher, max_audio_s
+
+    async def decode_request(self, file: BinaryIO) -> tuple[DecodedAudio, int]:
+        """An uploaded recording -> model input, and the face seed its bytes give."""
+        decoded, digest = await self.decoder.decode(file, max_duration_s=self.max_audio_s)
+        return decoded, seed_from_digest(digest)
+
+    async def predict(self, samples: np.ndarray) -> np.ndarray:
+        """(T,) mono samples at the model rate -> (8,) probabilities."""
+        return np.asarray(await self.batcher.submit(samples))
+
+    @staticmethod
+    def encode_response(probs: np.ndarray, decoded: DecodedAudio | None = None) -> dict:
+        """The answer's emotion fields; with ``decoded``, what the recording was too (/emotion)."""
+        fields = emotion_fields(probs)
+        if decoded is not None:
+            fields |= {"duration_s": round(decoded.duration_s, 4), "sample_rate": decoded.input_sample_rate,
+                       "channels": decoded.channels}
+        return fields
+
+
+class FaceModel:
+    """The face generator: an emotion and a seed in, a PNG out."""
+
+    def __init__(self, batcher: MicroBatcher) -> None:
+        self.batcher = batcher
+
+    async def predict(self, emotion: str, seed: int, size: int = 48, count: int = 1) -> bytes:
+        """PNG bytes: one face of ``size`` px, or a grid of ``count`` faces of seeds seed, seed+1, ..."""
+        cls = fer_index(emotion)
+        if count == 1 and size <= INLINE_PNG_MAX:  # the common case: the batch worker returns the PNG itself
+            return await self.batcher.submit((cls, seed, size))
+        faces = await asyncio.gather(*(self.batcher.submit((cls, (seed + i) % 2**32, None)) for i in range(count)))
+        return await anyio.to_thread.run_sync(encode_png, np.stack(faces), size)
+
+    @staticmethod
+    def encode_response(png: bytes, seed: int) -> dict:
+        return face_fields(png, seed)
