@@ -125,10 +125,10 @@ def mel_filterbank(n_fft: int, n_mels: int, f_min: float, f_max: float) -> np.nd
     return weights.astype(np.float32)
 
 
-@functools.lru_cache(maxsize=1)
-def _whisper_basis() -> tuple[torch.Tensor, torch.Tensor]:
+@functools.lru_cache(maxsize=4)
+def _whisper_basis(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     fb = mel_filterbank(WHISPER_N_FFT, WHISPER_N_MELS, 0.0, SAMPLE_RATE / 2)
-    return torch.from_numpy(fb), torch.hann_window(WHISPER_N_FFT, periodic=True)
+    return torch.from_numpy(fb).to(device), torch.hann_window(WHISPER_N_FFT, periodic=True, device=device)
 
 
 def whisper_log_mel(wave: torch.Tensor, band_limit_hz: float | None = None) -> torch.Tensor:
@@ -139,13 +139,13 @@ def whisper_log_mel(wave: torch.Tensor, band_limit_hz: float | None = None) -> t
     [-1, 1]), on the clip alone rather than padded to 30 s: the encoder then works on the
     clip's own frames, which is what keeps it fast on short speech. ``band_limit_hz`` (an
     evaluation option, ``python -m ml.evaluate_ser --band-limit-hz``; the shipped front end has
-    none) drops the spectrum above it, as a telephone band does.
+    none) drops the spectrum above it, as a telephone band does. Computed on ``wave``'s device.
     """
     assert wave.dim() == 1, f"wave must be (T,), got {tuple(wave.shape)}"
-    fb, window = _whisper_basis()
+    fb, window = _whisper_basis(wave.device)
     spec = torch.stft(wave, WHISPER_N_FFT, WHISPER_HOP, window=window, return_complex=True)[..., :-1]
     if band_limit_hz is not None:
-        spec = spec * (torch.fft.rfftfreq(WHISPER_N_FFT, 1 / SAMPLE_RATE) <= band_limit_hz)[:, None]
+        spec = spec * (torch.fft.rfftfreq(WHISPER_N_FFT, 1 / SAMPLE_RATE, device=wave.device) <= band_limit_hz)[:, None]
     log_spec = torch.clamp(fb @ spec.abs().pow(2), min=1e-10).log10()
     log_spec = torch.maximum(log_spec, log_spec.max() - 8.0)
     return ((log_spec + 4.0) / 4.0)[None]
