@@ -170,9 +170,6 @@ class StreamTable:
         self.capacity, self.per_client, self.min_rate = capacity, per_client, min_rate
         self.slots: list[Slot] = []
 
-    def __len__(self) -> int:
-        return len(self.slots)
-
     def open(self, client: str) -> Slot:
         now = time.monotonic()
         mine = [s for s in self.slots if s.client == client]

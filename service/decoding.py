@@ -142,7 +142,7 @@ class Child:
         try:  # the answer is at most a minute of 16 kHz samples: read on a thread, off the loop
             ok, value, detail = await anyio.to_thread.run_sync(self.receive.recv)
         except EOFError:  # the child died before it answered: a crash, or a limit it hit
-            code = await anyio.to_thread.run_sync(self._reap)
+            code = await anyio.to_thread.run_sync(self.kill)  # reaps it: it is dead already
             log.warning("decoder child %s died (exit code %s)", self.process.pid, code)
             raise DecoderFailedError("not decodable audio: the decoder crashed on it or exceeded its limits") from None
         if detail:
@@ -151,16 +151,13 @@ class Child:
             return value
         raise value
 
-    def _reap(self) -> int | None:
-        self.process.join(5)
-        return self.process.exitcode
-
-    def kill(self) -> None:
+    def kill(self) -> int | None:
         """Kill the child if it still runs and reap it: its slot may be given to another only after.
-        The pipe closes with this object (a thread may still be reading it)."""
+        Returns its exit code. The pipe closes with this object (a thread may still be reading it)."""
         if self.process.is_alive():
             self.process.kill()
         self.process.join(5)
+        return self.process.exitcode
 
 
 class Decoder:
