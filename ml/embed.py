@@ -38,14 +38,18 @@ WINDOW_S = 8.0
 class SpeechEmbedder:
     """``embed(wave)``: (T,) float32 mono at :data:`ml.audio.SAMPLE_RATE` -> (L+1, 2, D) float32."""
 
-    def __init__(self, encoder: str, *, quantized: bool = True, band_limit_hz: float | None = None) -> None:
+    def __init__(self, encoder: str, *, quantized: bool = True, band_limit_hz: float | None = None,
+                 device: str | torch.device = "cpu") -> None:
         self.name, self.quantized, self.band_limit_hz = encoder, quantized, band_limit_hz
+        self.device = torch.device(device)
+        if quantized and self.device.type != "cpu":
+            raise ValueError("the int8 encoder runs on the CPU only; on another device use quantized=False")
         model = pretrained.load_encoder(encoder)
         if quantized:
             with warnings.catch_warnings():  # torch points at torchao for new code; the eager API is what runs here
                 warnings.simplefilter("ignore")
                 model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-        self.model = model.eval()
+        self.model = model.to(self.device).eval()
         config = pretrained.ENCODERS[encoder].config
         self.shape = (config.layers + 1, 2, config.width)
 
@@ -61,7 +65,7 @@ class SpeechEmbedder:
 
     @torch.inference_mode()
     def embed(self, wave: np.ndarray | torch.Tensor) -> np.ndarray:
-        w = audio.trim_silence(torch.as_tensor(wave, dtype=torch.float32))
+        w = audio.trim_silence(torch.as_tensor(wave, dtype=torch.float32).to(self.device))
         w = w * (audio.LEVEL_RMS / w.pow(2).mean().sqrt().clamp(min=1e-8))
         windows = audio.split_windows(w, WINDOW_S)
         stats, weights = [], []
@@ -70,9 +74,9 @@ class SpeechEmbedder:
             stats.append(torch.stack([states.mean(1), states.std(1)], dim=1))  # (L+1, 2, D)
             weights.append(piece.shape[-1])
         if len(stats) == 1:
-            return stats[0].numpy()
-        wts = torch.tensor(weights, dtype=torch.float32)
-        return (torch.stack(stats) * (wts / wts.sum())[:, None, None, None]).sum(0).numpy()
+            return stats[0].cpu().numpy()
+        wts = torch.tensor(weights, dtype=torch.float32, device=self.device)
+        return (torch.stack(stats) * (wts / wts.sum())[:, None, None, None]).sum(0).cpu().numpy()
 
 
 def cached_embeddings(paths: list[Path], embedder: SpeechEmbedder, cache: Path, *, every: int = 500,

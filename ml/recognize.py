@@ -15,31 +15,40 @@ from ml.models.ser import SERHead
 
 
 class EmotionRecognizer:
-    """The shipped SER: a :class:`SERHead` over its frozen encoder's features (``ml.embed``), on CPU.
+    """The shipped SER: a :class:`SERHead` over its frozen encoder's features (``ml.embed``).
 
     Each clip is embedded alone (trimmed, windowed, pooled), so its answer never depends on the
-    batch it came in. The encoder runs on CPU in dynamic int8 whatever the host: that is how the
-    head's training features were computed, and on CUDA the quantized kernels do not exist.
+    batch it came in. On a CPU the encoder runs in dynamic int8, as the head's training features
+    were computed. On CUDA it runs in float32 on the GPU (the quantized kernels are CPU-only);
+    the pooled statistics come back to the CPU, are rounded to float16 as on the CPU path, and the
+    head runs there. The float path's answers equal the int8 path's within the tolerance
+    ``tests/ml/test_recognize.py`` states and checks (it runs the float path on the CPU, the same
+    code as on the GPU).
     """
 
-    def __init__(self, head: SERHead, *, workers: int | None = None) -> None:
+    def __init__(self, head: SERHead, *, workers: int | None = None, device: str | torch.device = "cpu",
+                 quantized: bool | None = None) -> None:
         assert head.config.n_classes == len(EMOTIONS), "the SER model must predict the 8 project emotions"
         self.model = head.eval()
-        self.embedder = SpeechEmbedder(head.config.encoder, quantized=head.config.quantized)
-        self.device = torch.device("cpu")
-        # The clips of a batch are embedded side by side, each on one intra-op thread of its own
-        # worker: for a small encoder on short clips that uses the cores better than spreading one
-        # clip over them, and a clip's numbers are then the same whatever the batch or the caller's
-        # thread setting (the setting is each worker thread's own).
-        self.workers = workers or max(1, torch.get_num_threads())
+        self.device = torch.device(device)
+        # int8 on the CPU unless told otherwise (the float path on the CPU is what tests compare against)
+        quantized = (self.device.type == "cpu" and head.config.quantized) if quantized is None else quantized
+        self.embedder = SpeechEmbedder(head.config.encoder, quantized=quantized, device=self.device)
+        # On a CPU the clips of a batch are embedded side by side, each on one intra-op thread of its
+        # own worker: for a small encoder on short clips that uses the cores better than spreading
+        # one clip over them, and a clip's numbers are then the same whatever the batch or the
+        # caller's thread setting (the setting is each worker thread's own). A GPU takes them in turn.
+        self.workers = workers or (max(1, torch.get_num_threads()) if self.device.type == "cpu" else 1)
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="ser-embed",
                                         initializer=torch.set_num_threads, initargs=(1,))
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path) -> tuple[EmotionRecognizer, checkpoint.Loaded]:
-        """The recognizer of an SER file, and what was loaded (its metadata and hash)."""
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu",
+                        quantized: bool | None = None) -> tuple[EmotionRecognizer, checkpoint.Loaded]:
+        """The recognizer of an SER file on ``device`` (the encoder's; the head stays on the CPU),
+        and what was loaded (its metadata and hash)."""
         loaded = checkpoint.load(path, arch=checkpoint.SER_MODELS, labels=EMOTIONS, device="cpu")
-        return cls(loaded.model), loaded
+        return cls(loaded.model, device=device, quantized=quantized), loaded
 
     @torch.inference_mode()
     def predict(self, waves: list[np.ndarray] | list[torch.Tensor]) -> np.ndarray:

@@ -68,8 +68,8 @@ def load_engines(settings: Settings, metrics: Metrics, drain: Drain | None = Non
     if settings.cpu_threads:
         torch.set_num_threads(settings.cpu_threads)
     device = select_device(settings.device)
-    # the SER runs on the CPU whatever the device (ml.recognize): /ready says where each model runs
-    (recognizer, ser_loaded), ser_s = timed(lambda: EmotionRecognizer.from_checkpoint(settings.ser_weights))
+    # the SER's encoder runs on the device (int8 on a CPU, float32 on CUDA; ml.recognize): /ready says where
+    (recognizer, ser_loaded), ser_s = timed(lambda: EmotionRecognizer.from_checkpoint(settings.ser_weights, device))
     (generator, gen_loaded), gen_s = timed(lambda: FaceGenerator.from_checkpoint(settings.generator_weights, device))
     models = [_info("ser", settings.ser_weights, ser_loaded, ser_s, recognizer.device),
               _info("generator", settings.generator_weights, gen_loaded, gen_s, generator.device)]
