@@ -24,61 +24,72 @@ from pathlib import Path
 
 import numpy as np
 
-from ml import plots
+from ml import calibration, plots
 from ml.augment import perturbations
 from ml.data import speech
 from ml.embed import SpeechEmbedder, cached_embeddings
 from ml.labels import EMOTIONS
 from ml.metrics import confusion, corpus_scores, scores, scores_7
-from ml.models.ser import SERHead, SERHeadConfig
+from ml.models.ser import SERHeadConfig
 from ml.runtime import setup_cli
-from ml.ser_head import add_head_args, fit_head, head_answers
+from ml.ser_head import HeldOut, add_head_args, fit_calibration, head_answers, held_out_logits, train_on
 
 log = logging.getLogger(__name__)
-#: What an experiment may put in place of the recipe's parts (``evaluate_head``'s keywords): the
-#: feature function (``ml.embed.cached_embeddings``'s signature) and the head's train-and-answer step.
+#: What an experiment may put in place of the recipe's feature function (``evaluate_head``'s
+#: keyword; ``ml.embed.cached_embeddings``'s signature).
 Features = Callable[..., np.ndarray]
-Split = Callable[..., tuple[np.ndarray, SERHead]]
 
 
-def head_split(clips: list[speech.SpeechClip], X: np.ndarray, views: np.ndarray, train: np.ndarray,
-               test: np.ndarray, config: SERHeadConfig, args: argparse.Namespace) -> tuple[np.ndarray, SERHead]:
-    """Train a head on ``train`` (balanced over its corpora and classes), each clip heard clean and
-    as its training view (``views``); its 8-way answers on the clean ``test`` clips, and it."""
+def calibration_criterion(inner: dict[str, dict[str, HeldOut]], clips: list[speech.SpeechClip]) -> dict:
+    """The criterion a calibration's kind is chosen by, which never sees a held-out corpus: for
+    each corpus held out, and each other corpus probed, the calibration is fitted on the inner
+    held-out logits of the remaining three and scored (ECE, UA) on the probe's; then the means."""
     y = np.array([c.label for c in clips])
-    w = speech.balanced_weights([clips[i] for i in train], by=args.weighting)
-    head = fit_head(np.concatenate([X[train], views[train]]), np.concatenate([y[train], y[train]]),
-                    np.concatenate([w, w]), config, steps=args.steps, seed=args.seed, dry_run=args.dry_run)
-    return head_answers(head, X[test]), head
+    classes = speech.corpus_classes(clips)
+    out: dict = {}
+    for kind in calibration.KINDS:
+        eces, uas = [], []
+        for held, probes in inner.items():
+            for probe, h in probes.items():
+                cal = fit_calibration(kind, [o for k, o in probes.items() if k != probe], clips)
+                report = calibration.confidence_report(cal.apply(h.logits, h.distance), y[h.index], classes[probe])
+                eces.append(report["ece"])
+                uas.append(corpus_scores(y[h.index], cal.apply(h.logits, h.distance).argmax(1), classes[probe])["ua"])
+        out[kind] = {"mean_ece": float(np.mean(eces)), "worst_ece": float(np.max(eces)), "mean_ua": float(np.mean(uas))}
+        log.info("calibration criterion %s: mean ECE %.4f, worst %.4f, UA %.4f", kind, *out[kind].values())
+    return out
 
 
 def nested_criterion(clips: list[speech.SpeechClip], X: np.ndarray, views: np.ndarray, config: SERHeadConfig,
-                     args: argparse.Namespace, split: Split | None = None) -> dict:
+                     args: argparse.Namespace, inner: dict[str, dict[str, HeldOut]] | None = None) -> dict:
     """The criterion head settings are chosen by, which never sees a held-out corpus: for each
     corpus held out, leave-one-corpus-out among the other four only (train on three, score the
-    fourth), averaged; then the mean over the five held-out corpora."""
-    split = split or head_split
+    fourth), averaged; then the mean over the five held-out corpora. The UA is of the raw
+    answers; :func:`calibration_criterion` scores the calibrations on the same logits."""
+    inner = inner or {held: held_out_logits(clips, X, views, config, args, exclude=(held,)) for held in speech.CORPORA}
     y = np.array([c.label for c in clips])
-    corpus = np.array([c.corpus for c in clips])
     classes = speech.corpus_classes(clips)
-    inner: dict[str, dict[str, float]] = {}
-    for held in speech.CORPORA:
-        inner[held] = {}
-        for probe in speech.CORPORA:
-            if probe == held:
-                continue
-            train = np.flatnonzero((corpus != held) & (corpus != probe))
-            test = np.flatnonzero(corpus == probe)
-            inner[held][probe] = corpus_scores(y[test], split(clips, X, views, train, test, config, args)[0],
-                                               classes[probe])["ua"]
-        log.info("nested, %s held out: inner mean %.4f", held, np.mean(list(inner[held].values())))
-    means = {held: float(np.mean(list(v.values()))) for held, v in inner.items()}
-    return {"inner": inner, "inner_means": means, "nested_mean": float(np.mean(list(means.values())))}
+    uas = {held: {probe: corpus_scores(y[h.index], h.logits.argmax(1), classes[probe])["ua"] for probe, h in probes.items()}
+           for held, probes in inner.items()}
+    means = {held: float(np.mean(list(v.values()))) for held, v in uas.items()}
+    return {"inner": uas, "inner_means": means, "nested_mean": float(np.mean(list(means.values()))),
+            "calibration": calibration_criterion(inner, clips)}
 
 
-def evaluate_head(args: argparse.Namespace, *, features: Features = cached_embeddings, split: Split | None = None) -> dict:
-    """Leave-one-corpus-out over the five corpora, and RAVDESS's six folds with the other
-    corpora in training, for the shipped recipe (``ml.train_ser``)."""
+def save_logits(path: Path, outer: dict[str, HeldOut], inner: dict[str, dict[str, HeldOut]]) -> None:
+    """Every held-out logit of a run, for analyses that should not train the heads again:
+    ``outer/<corpus>/…`` and ``inner/<held>/<probe>/…`` (index, logits, distance)."""
+    arrays = {}
+    for prefix, held in [("outer", outer), *((f"inner/{k}", v) for k, v in inner.items())]:
+        for name, h in held.items():
+            arrays.update({f"{prefix}/{name}/index": h.index, f"{prefix}/{name}/logits": h.logits,
+                           f"{prefix}/{name}/distance": h.distance})
+    np.savez_compressed(path, **arrays)
+
+
+def evaluate_head(args: argparse.Namespace, *, features: Features = cached_embeddings) -> dict:
+    """Leave-one-corpus-out over the five corpora, calibrated by the nested rule, and RAVDESS's
+    six folds with the other corpora in training, for the shipped recipe (``ml.train_ser``)."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     kinds = perturbations(args.dry_run)  # a missing encoder stops the run here, not after the LOCO
@@ -86,42 +97,63 @@ def evaluate_head(args: argparse.Namespace, *, features: Features = cached_embed
     if args.dry_run:  # one clip of every corpus, class and RAVDESS fold
         clips = speech.first_of_each(clips)
     embedder = SpeechEmbedder(args.encoder, band_limit_hz=args.band_limit_hz)
-    split = split or head_split
     X = features([c.path for c in clips], embedder, Path(args.cache))
     views = features([c.path for c in clips], embedder, Path(args.cache), perturbation=args.views)
     config = SERHeadConfig(encoder=args.encoder, layers=X.shape[1], width=X.shape[3], hidden=args.hidden)
+    recipe = {"encoder": args.encoder, "front_end": embedder.key, "steps": args.steps, "seed": args.seed,
+              "hidden": args.hidden, "weighting": args.weighting, "views": args.views,
+              "band_limit_hz": args.band_limit_hz, "dry_run": args.dry_run}
+    # the inner held-out logits: for each corpus, leave one out among the other four (20 heads)
+    inner = {held: held_out_logits(clips, X, views, config, args, exclude=(held,)) for held in speech.CORPORA}
     if args.nested:
-        result = {"config": asdict(config), "steps": args.steps, "weighting": args.weighting, "seed": args.seed,
-                  "views": args.views, "band_limit_hz": args.band_limit_hz, "dry_run": args.dry_run,
-                  **nested_criterion(clips, X, views, config, args, split)}
+        result = {"config": asdict(config), **recipe, **nested_criterion(clips, X, views, config, args, inner)}
         (out / "nested.json").write_text(json.dumps(result, indent=1))
         print(f"nested criterion: {100 * result['nested_mean']:.2f} "
               + " ".join(f"{k} {100 * v:.1f}" for k, v in result["inner_means"].items()))
+        for kind, r in result["calibration"].items():
+            print(f"calibration {kind}: mean ECE {r['mean_ece']:.4f}, worst {r['worst_ece']:.4f}, UA {100 * r['mean_ua']:.2f}")
         return result
     y = np.array([c.label for c in clips])
     classes = speech.corpus_classes(clips)
-    summary: dict = {"encoder": args.encoder, "front_end": embedder.key, "steps": args.steps, "seed": args.seed,
-                     "hidden": args.hidden, "weighting": args.weighting, "views": args.views,
-                     "band_limit_hz": args.band_limit_hz, "dry_run": args.dry_run,
-                     "clips": len(clips),
-                     "fingerprint": speech.fingerprint(clips), "loco": {}, "ravdess_folds": []}
-    for held in speech.CORPORA:
-        train, test = speech.leave_one_corpus_out(clips, held)
-        assert not {clips[i].speaker for i in train} & {clips[i].speaker for i in test}
-        s = corpus_scores(y[test], split(clips, X, views, train, test, config, args)[0], classes[held])
+    summary: dict = {**recipe, "calibration": args.calibration, "clips": len(clips),
+                     "fingerprint": speech.fingerprint(clips),
+                     "nested": nested_criterion(clips, X, views, config, args, inner), "loco": {}, "ravdess_folds": []}
+    if args.calibration == "auto":  # the kind with the lowest nested mean ECE, which never saw a reported corpus
+        crit = summary["nested"]["calibration"]
+        summary["calibration"] = args.calibration = min(crit, key=lambda k: crit[k]["mean_ece"])
+        log.info("calibration chosen by the nested criterion: %s", args.calibration)
+    outer = held_out_logits(clips, X, views, config, args)  # each corpus, by a head trained on the other four
+    save_logits(out / "held_out_logits.npz", outer, inner)
+    answers = np.zeros(len(clips), np.int64)
+    for held, h in outer.items():
+        cal = fit_calibration(args.calibration, list(inner[held].values()), clips)  # never sees `held`
+        probs = cal.apply(h.logits, h.distance)
+        answers[h.index] = probs.argmax(1)
+        s = corpus_scores(y[h.index], answers[h.index], classes[held])
         names = [EMOTIONS[k] for k in classes[held]]
-        summary["loco"][held] = {"classes": names, "clips": len(test), "speakers": len({clips[i].speaker for i in test}), **s}
+        summary["loco"][held] = {"classes": names, "clips": len(h.index),
+                                 "speakers": len({clips[i].speaker for i in h.index}), **s,
+                                 "calibration_fitted": cal.as_dict(),
+                                 **calibration.confidence_report(probs, y[h.index], classes[held]),
+                                 "uncalibrated": calibration.confidence_report(
+                                     calibration.Calibration().apply(h.logits, h.distance), y[h.index], classes[held])}
         cm = np.array(s["confusion"])[np.ix_(classes[held], classes[held])]
         plots.confusion_matrix_image(cm, names, out / f"confusion_{held}.png",
                                      title=f"{held} held out (trained on the other four corpora)")
-        log.info("LOCO %s: UA %.3f", held, s["ua"])
-    uas = {k: v["ua"] for k, v in summary["loco"].items()}
-    summary["loco_mean_ua"] = float(np.mean(list(uas.values())))
-    summary["loco_worst"] = min(uas, key=uas.get)
+        log.info("LOCO %s: UA %.3f, ECE %.3f", held, s["ua"], summary["loco"][held]["ece"])
+    loco = summary["loco"]
+    plots.reliability_diagram({k: v["reliability"] for k, v in loco.items()}, out / "reliability.png",
+                              title=f"held-out corpora, calibration {args.calibration} fitted on the other four")
+    summary["loco_mean_ua"] = float(np.mean([v["ua"] for v in loco.values()]))
+    summary["loco_worst"] = min(loco, key=lambda k: loco[k]["ua"])
+    summary["loco_mean_ece"] = float(np.mean([v["ece"] for v in loco.values()]))
+    summary["loco_answer_shares"] = {e: float(np.mean(answers == i)) for i, e in enumerate(EMOTIONS)}
     corpus = np.array([c.corpus for c in clips])
     folds = np.array([c.fold for c in clips])
     pooled_true, pooled_pred = [], []
     rav = np.flatnonzero(corpus == "ravdess")
+    # the folds' calibration: fitted on the other four corpora's held-out logits, never on RAVDESS
+    fold_cal = fit_calibration(args.calibration, [h for k, h in outer.items() if k != "ravdess"], clips)
     perturbed = {kind: features([clips[i].path for i in rav], embedder, Path(args.cache), perturbation=kind)
                  for kind in kinds if kind != "clean"}  # the RAVDESS clips, heard otherwise
     for fold in range(1, 7):
@@ -129,7 +161,8 @@ def evaluate_head(args: argparse.Namespace, *, features: Features = cached_embed
         if not len(test):
             continue
         train = np.flatnonzero((corpus != "ravdess") | (folds != fold))  # the fold's actors never in training
-        pred, head = split(clips, X, views, train, test, config, args)
+        head = fold_cal.install(train_on(clips, X, views, train, config, args))
+        pred = head_answers(head, X[test])
         row = {"fold": fold, "8": scores(y[test], pred), "7": scores_7(y[test], pred)}
         in_rav = np.searchsorted(rav, test)
         for kind, feats in perturbed.items():
@@ -160,6 +193,19 @@ def head_markdown(summary: dict) -> str:
         lines.append(f"| {name} | {speech.LANGUAGES[name]} | {len(r['classes'])} | {r['clips']} | {r['speakers']} | "
                      f"{100 * r['ua']:.1f} | {100 * r['wa']:.1f} | {100 * r['macro_f1']:.1f} |")
     lines.append(f"| **mean** | | | | | **{100 * summary['loco_mean_ua']:.1f}** | | |")
+    lines += ["", f"Calibration: {summary['calibration']}, fitted for each held-out corpus on the other four's "
+              "held-out logits (`ml.calibration`).", "",
+              "| held-out corpus | ECE | confidence | accuracy | ECE uncalibrated | confidence uncalibrated | neutral recall |",
+              "|---|---|---|---|---|---|---|"]
+    for name, r in summary["loco"].items():
+        u = r["uncalibrated"]
+        neutral = f"{100 * r['neutral_recall']:.1f}" if "neutral_recall" in r else "(no neutral)"
+        lines.append(f"| {name} | {r['ece']:.3f} | {r['mean_confidence']:.2f} | {r['accuracy']:.2f} | {u['ece']:.3f} | "
+                     f"{u['mean_confidence']:.2f} | {neutral} |")
+    lines.append(f"| **mean** | **{summary['loco_mean_ece']:.3f}** | | | "
+                 f"{np.mean([r['uncalibrated']['ece'] for r in summary['loco'].values()]):.3f} | | |")
+    shares = summary["loco_answer_shares"]
+    lines += ["", "Share of all LOCO answers: " + ", ".join(f"{e} {100 * v:.1f}%" for e, v in shares.items()) + "."]
     lines += ["", f"Worst corpus: {summary['loco_worst']} ({100 * summary['loco'][summary['loco_worst']]['ua']:.1f}).", "",
               "| RAVDESS fold | UA 8 | WA 8 | F1 8 | UA 7 |", "|---|---|---|---|---|"]
     for f in summary["ravdess_folds"]:
@@ -180,7 +226,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="the data root holding ravdess/ and speech/")
     p.add_argument("--out", default="runs/ser_eval")
-    add_head_args(p)
+    add_head_args(p, auto=True)
     p.add_argument("--nested", action="store_true",
                    help="only the nested criterion that head settings are chosen by (nested.json)")
     p.add_argument("--threads", type=int, default=0)

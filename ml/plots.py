@@ -81,3 +81,36 @@ def confusion_matrix_image(matrix: np.ndarray, labels: list[str], path: str | Pa
             draw.rectangle(box, fill=(shade, shade, 255))
             draw.text((box[0] + 12, box[1] + 22), f"{norm[i, j]:.2f}", fill="black" if shade > 120 else "white")
     img.save(path)
+
+
+def reliability_diagram(curves: dict[str, list[tuple[float, float, int]]], path: str | Path, *, title: str,
+                        size: tuple[int, int] = (560, 520)) -> None:
+    """Accuracy against confidence, one line per named set of bins ((mean confidence, accuracy,
+    clips) per bin, ``ml.calibration.reliability``), over the diagonal a calibrated model follows.
+    A bin's dot grows with its share of the clips; empty bins are left out."""
+    width, height = size
+    img = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(img)
+    left, top, right, bottom = 50, 40, width - 20, height - 90
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        return left + (right - left) * x, bottom - (bottom - top) * y
+
+    draw.text((10, 10), title, fill="black")
+    draw.rectangle([left, top, right, bottom], outline="black")
+    for t in range(0, 11, 2):
+        draw.text((at(t / 10, 0)[0] - 8, bottom + 5), f"{t / 10:.1f}", fill="black")
+        draw.text((left - 30, at(0, t / 10)[1] - 5), f"{t / 10:.1f}", fill="black")
+    draw.line([at(0, 0), at(1, 1)], fill=(160, 160, 160), width=1)
+    draw.text((left + 5, bottom + 22), "x: mean confidence of the bin, y: accuracy", fill="black")
+    for k, (name, bins) in enumerate(curves.items()):
+        colour = _COLOURS[k % len(_COLOURS)]
+        total = max(sum(n for _, _, n in bins), 1)
+        pts = [at(c, a) for c, a, n in bins if n]
+        if len(pts) > 1:
+            draw.line(pts, fill=colour, width=2)
+        for (c, a, n), (x, y) in zip([b for b in bins if b[2]], pts, strict=True):
+            r = 2 + 10 * (n / total) ** 0.5
+            draw.ellipse([x - r, y - r, x + r, y + r], outline=colour, width=2)
+        draw.text((left + 5 + 95 * (k % 5), bottom + 42 + 16 * (k // 5)), name, fill=colour)
+    img.save(path)

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ml import calibration
 from ml.data import speech
 from ml.embed import TRAIN_VIEWS
 from ml.models.ser import SERHead, SERHeadConfig
@@ -53,13 +55,69 @@ def fit_head(features: np.ndarray, labels: np.ndarray, weights: np.ndarray, conf
 
 
 def head_answers(head: SERHead, features: np.ndarray) -> np.ndarray:
-    """The head's 8-way answers (N,) on cached (N, layers, 2, width) features."""
+    """The head's 8-way answers (N,) on cached (N, layers, 2, width) features, calibrated as it is."""
     with torch.inference_mode():
         return head(torch.from_numpy(features.astype(np.float32))).argmax(1).numpy()
 
 
-def add_head_args(p: argparse.ArgumentParser) -> None:
-    """The recipe's options, the same for training and evaluating it."""
+def head_raw(head: SERHead, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The head's raw logits (N, 8) and distance scores (N,) on cached features: what a
+    calibration is fitted on (``SERHead.raw``)."""
+    with torch.inference_mode():
+        logits, distance = head.raw(torch.from_numpy(features.astype(np.float32)))
+    return logits.numpy(), distance.numpy()
+
+
+def train_on(clips: list[speech.SpeechClip], X: np.ndarray, views: np.ndarray, train: np.ndarray,
+             config: SERHeadConfig, args: argparse.Namespace) -> SERHead:
+    """The recipe's head on the clips ``train`` (balanced over their corpora and classes by
+    ``args.weighting``), each heard clean (``X``) and as its training view (``views``)."""
+    y = np.array([c.label for c in clips])
+    w = speech.balanced_weights([clips[i] for i in train], by=args.weighting)
+    return fit_head(np.concatenate([X[train], views[train]]), np.concatenate([y[train], y[train]]),
+                    np.concatenate([w, w]), config, steps=args.steps, seed=args.seed, dry_run=args.dry_run)
+
+
+@dataclass
+class HeldOut:
+    """A head's raw logits on a corpus it was not trained on."""
+
+    corpus: str
+    index: np.ndarray  # the corpus's clips, indices into the clip list
+    logits: np.ndarray
+    distance: np.ndarray
+
+
+def held_out_logits(clips: list[speech.SpeechClip], X: np.ndarray, views: np.ndarray, config: SERHeadConfig,
+                    args: argparse.Namespace, *, exclude: tuple[str, ...] = ()) -> dict[str, HeldOut]:
+    """Leave one corpus out over the corpora not in ``exclude``: for each, a head trained on the
+    others (never on ``exclude``), and its raw logits on the corpus left out."""
+    corpus = np.array([c.corpus for c in clips])
+    out = {}
+    for held in speech.CORPORA:
+        if held in exclude:
+            continue
+        train = np.flatnonzero(~np.isin(corpus, (held, *exclude)))
+        test = np.flatnonzero(corpus == held)
+        logits, distance = head_raw(train_on(clips, X, views, train, config, args), X[test])
+        out[held] = HeldOut(held, test, logits, distance)
+    return out
+
+
+def fit_calibration(kind: str, held: list[HeldOut], clips: list[speech.SpeechClip]) -> calibration.Calibration:
+    """A calibration of ``kind`` fitted on held-out logits only, each corpus weighing the same
+    and every class within it (``speech.balanced_weights(by="corpus")``)."""
+    index = np.concatenate([h.index for h in held])
+    chosen = [clips[i] for i in index]
+    classes = speech.corpus_classes(clips)
+    right = calibration.correct_mask(np.array([c.label for c in chosen]), [classes[c.corpus] for c in chosen])
+    return calibration.fit(kind, np.concatenate([h.logits for h in held]), np.concatenate([h.distance for h in held]),
+                           right, speech.balanced_weights(chosen, by="corpus"))
+
+
+def add_head_args(p: argparse.ArgumentParser, *, auto: bool = False) -> None:
+    """The recipe's options, the same for training and evaluating it. ``auto``: the calibration
+    may also be ``auto``, chosen by the nested criterion (``ml.evaluate_ser``)."""
     p.add_argument("--encoder", default="whisper-tiny-en", help="the frozen encoder (ml.pretrained)")
     p.add_argument("--cache", default="runs/ser_cache", help="where the encoder's features are kept")
     p.add_argument("--steps", type=int, default=1000, help="head training steps")
@@ -71,3 +129,6 @@ def add_head_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--views", choices=TRAIN_VIEWS, default="train_view",
                    help="each clip's training view without a codec (train_view) or with one, "
                         "half of the time (train_view_codec: AMR-NB, AMR-WB, Opus or AAC; ml.augment)")
+    p.add_argument("--calibration", choices=calibration.KINDS + (("auto",) if auto else ()), default="distance",
+                   help="the calibration fitted on held-out logits (ml.calibration)"
+                        + ("; auto: the kind with the lowest nested mean ECE" if auto else ""))

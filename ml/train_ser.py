@@ -8,7 +8,8 @@ layer statistics, on every clip of the five corpora (RAVDESS, EmoDB, ASED, nEMO,
 
 Every clip is heard twice, as recorded and as one random training view (``ml.augment``), through
 the encoder once (its features are cached, ``ml.embed``); batches weigh every class the same
-across corpora. This module trains only: held-out figures come from ``ml.evaluate_ser`` and are
+across corpora. The head's calibration (``ml.calibration``) is fitted on the held-out logits of
+five more heads, each trained with one corpus left out, and saved in the checkpoint. This module trains only: held-out figures come from ``ml.evaluate_ser`` and are
 in ``weights/ser.md``.
 """
 
@@ -29,7 +30,7 @@ from ml.embed import SpeechEmbedder, cached_embeddings
 from ml.labels import EMOTIONS
 from ml.models.ser import SERHeadConfig
 from ml.runtime import setup_cli
-from ml.ser_head import add_head_args, fit_head
+from ml.ser_head import add_head_args, fit_calibration, held_out_logits, train_on
 
 log = logging.getLogger(__name__)
 
@@ -62,16 +63,18 @@ def train_head(args: argparse.Namespace) -> dict:
     X = cached_embeddings(paths, embedder, Path(args.cache))
     views = cached_embeddings(paths, embedder, Path(args.cache), perturbation=args.views)
     config = SERHeadConfig(encoder=args.encoder, layers=X.shape[1], width=X.shape[3], hidden=args.hidden)
-    seed = args.seed
-    labels, weights = np.array([c.label for c in train]), speech.balanced_weights(train, by=args.weighting)
     # every clip twice: as recorded, and as one random training view (speed, telephone band, noise, gain)
-    model = fit_head(np.concatenate([X, views]), np.concatenate([labels, labels]), np.concatenate([weights, weights]),
-                     config, steps=args.steps, seed=seed, dry_run=args.dry_run)
+    model = train_on(train, X, views, np.arange(len(train)), config, args)
+    # its calibration, fitted on logits of heads that never heard the corpus they scored: leave
+    # each corpus out in turn (the same five heads as ml.evaluate_ser's LOCO)
+    cal = fit_calibration(args.calibration, list(held_out_logits(train, X, views, config, args).values()), train)
+    cal.install(model)
     metrics: dict = {"train_clips": len(train), "train_seconds": round(time.time() - t0, 1),
-                     "recipe": {"recipe": "whisper", "steps": args.steps, "weighting": args.weighting, "seed": seed,
+                     "recipe": {"recipe": "whisper", "steps": args.steps, "weighting": args.weighting, "seed": args.seed,
                                 "views": args.views,
                                 "front_end": embedder.key,
-                                "config": asdict(config)}}
+                                "config": asdict(config)},
+                     "calibration": cal.as_dict()}
     data = {"dataset": "RAVDESS speech + emodb, ased, nemo, turev", "clips": len(train),
             "corpora": {k: sum(c.corpus == k for c in train) for k in speech.CORPORA},
             "speakers": len({c.speaker for c in train}),

@@ -28,11 +28,18 @@ class SERHeadConfig:
 
 
 class SERHead(nn.Module):
-    """(B, layers, 2, width) mean and std of every encoder layer -> (B, n_classes) logits.
+    """(B, layers, 2, width) mean and std of every encoder layer -> (B, n_classes) calibrated logits.
 
     The features are standardised with the training set's statistics (buffers, saved with the
     weights), then one linear layer reads all layers at once: a multinomial logistic regression,
     which learns how much each layer and statistic counts instead of taking only the last layer.
+
+    ``forward`` returns calibrated logits: their softmax is the probability the service reports.
+    The calibration (``ml.calibration``, fitted on corpora the head's logits never trained on) is
+    three buffers saved with the weights: the raw logits are scaled by
+    ``exp(cal_log_scale + cal_slope * log(mean(z**2)))``, where ``z`` are the standardised features
+    (so the scale can fall as a clip lies farther from the training data), and ``cal_bias`` is
+    added. With the buffers at zero it is the identity: an uncalibrated head.
     """
 
     def __init__(self, config: SERHeadConfig) -> None:
@@ -44,13 +51,34 @@ class SERHead(nn.Module):
         self.body = (nn.Sequential(nn.Linear(config.n_features, config.hidden), nn.GELU(), nn.Dropout(config.hidden_dropout))
                      if config.hidden else nn.Identity())
         self.fc = nn.Linear(config.hidden or config.n_features, config.n_classes)
+        self.register_buffer("cal_log_scale", torch.zeros(()))
+        self.register_buffer("cal_slope", torch.zeros(()))
+        self.register_buffer("cal_bias", torch.zeros(config.n_classes))
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """(B, F) standardised features -> (B, n_classes) logits."""
         return self.fc(self.body(self.dropout(x)))
 
-    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+    def standardise(self, pooled: torch.Tensor) -> torch.Tensor:
+        """(B, layers, 2, width) pooled statistics -> (B, F) standardised features."""
         c = self.config
         assert pooled.shape[1:] == (c.layers, 2, c.width), \
             f"expected (B, {c.layers}, 2, {c.width}) pooled statistics, got {tuple(pooled.shape)}"
-        return self.classify((pooled.flatten(1).float() - self.mean) / self.std)
+        return (pooled.flatten(1).float() - self.mean) / self.std
+
+    def raw(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Uncalibrated logits (B, n_classes) and the clip's distance score ``log(mean(z**2))`` (B,),
+        what a calibration is fitted on."""
+        z = self.standardise(pooled)
+        return self.classify(z), z.pow(2).mean(1).log()
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        logits, distance = self.raw(pooled)
+        return calibrate(logits, distance, self.cal_log_scale, self.cal_slope, self.cal_bias)
+
+
+def calibrate(logits: torch.Tensor, distance: torch.Tensor, log_scale: torch.Tensor, slope: torch.Tensor,
+              bias: torch.Tensor) -> torch.Tensor:
+    """Calibrated logits: raw ``logits`` (B, C) scaled by ``exp(log_scale + slope * distance)`` per
+    clip, plus ``bias`` (C,). The one definition, used by the head and by the fitting."""
+    return logits * (log_scale + slope * distance).exp()[:, None] + bias

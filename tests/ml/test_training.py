@@ -102,6 +102,9 @@ def test_ser_head_dry_run_trains_on_every_corpus_and_serves(tmp_path):
     loaded = checkpoint.load(out, arch="ser-whisper")
     assert set(loaded.meta["data"]["corpora"]) == set(speech.CORPORA) and all(loaded.meta["data"]["corpora"].values())
     assert metrics["recipe"]["recipe"] == "whisper" and metrics["train_clips"] == sum(loaded.meta["data"]["corpora"].values())
+    cal = metrics["calibration"]
+    assert loaded.model.cal_log_scale.item() == pytest.approx(cal["log_scale"]) and cal["kind"] == "distance"
+    np.testing.assert_allclose(loaded.model.cal_bias.numpy(), cal["bias"], atol=1e-6)
     recognizer, _ = EmotionRecognizer.from_checkpoint(out)
     probs = recognizer.predict([np.zeros(16_000, np.float32) + 0.01 * np.sin(np.arange(16_000) / 5, dtype=np.float32)])
     assert probs.shape == (1, 8) and abs(float(probs.sum()) - 1) < 1e-5
@@ -123,31 +126,76 @@ def test_ser_loco_dry_run_scores_every_corpus_on_its_own_classes(tmp_path):
         assert (tmp_path / "eval" / f"confusion_{corpus}.png").exists()
     saved = json.loads((tmp_path / "eval" / "eval.json").read_text())
     assert saved["loco_mean_ua"] == summary["loco_mean_ua"] and "| **mean** |" in (tmp_path / "eval" / "eval.md").read_text()
+    assert (tmp_path / "eval" / "reliability.png").exists() and 0 <= summary["loco_mean_ece"] <= 1
+    assert sum(summary["loco_answer_shares"].values()) == pytest.approx(1.0)
+    for r in summary["loco"].values():
+        assert ("neutral_recall" in r) == ("neutral" in r["classes"]) and sum(n for *_, n in r["reliability"]) == r["clips"]
 
 
 @pytest.mark.data
 def test_ser_nested_criterion_never_trains_on_the_corpus_it_leaves_out(tmp_path, monkeypatch):
-    """--nested, with a hidden layer: 20 inner splits, none training on the held-out corpus or
-    the probed one."""
-    from ml import evaluate_ser
+    """--nested, with a hidden layer: 20 inner heads, each trained on three corpora; every
+    calibration the criterion scores is fitted on three corpora's held-out logits."""
+    from ml import evaluate_ser, ser_head
+    from ml.calibration import KINDS
     from ml.data import speech
 
-    seen: list[tuple[set, set]] = []
-    real = evaluate_ser.head_split
+    trained: list[set] = []
+    fitted: list[list[str]] = []
+    real_train, real_fit = ser_head.train_on, evaluate_ser.fit_calibration
 
-    def spy(clips, X, views, train, test, config, args):
-        seen.append(({clips[i].corpus for i in train}, {clips[i].corpus for i in test}))
+    def spy_train(clips, X, views, train, config, args):
+        trained.append({clips[i].corpus for i in train})
         assert config.hidden == 16
-        return real(clips, X, views, train, test, config, args)
+        return real_train(clips, X, views, train, config, args)
 
-    monkeypatch.setattr(evaluate_ser, "head_split", spy)
+    def spy_fit(kind, held, clips):
+        fitted.append([h.corpus for h in held])
+        return real_fit(kind, held, clips)
+
+    monkeypatch.setattr(ser_head, "train_on", spy_train)
+    monkeypatch.setattr(evaluate_ser, "fit_calibration", spy_fit)
     result = evaluate_ser.main(["--data", str(DATA), "--out", str(tmp_path / "n"), "--cache", str(tmp_path / "c"),
                                 "--dry-run", "--nested", "--hidden", "16"])
-    assert len(seen) == 20 and all(len(train) == 3 and len(test) == 1 and not train & test for train, test in seen)
+    assert len(trained) == 20 and all(len(t) == 3 for t in trained)
+    assert len(fitted) == 20 * len(KINDS) and all(len(f) == 3 for f in fitted)
     assert set(result["inner_means"]) == set(speech.CORPORA) and 0 <= result["nested_mean"] <= 1
     for held, probes in result["inner"].items():
         assert held not in probes and len(probes) == 4
+    assert set(result["calibration"]) == set(KINDS)
     assert json.loads((tmp_path / "n" / "nested.json").read_text())["nested_mean"] == result["nested_mean"]
+
+
+@pytest.mark.data
+def test_ser_loco_calibration_never_sees_the_corpus_it_reports(tmp_path, monkeypatch):
+    """In the full evaluation, the calibration reported for a held-out corpus is fitted on the
+    other four corpora's logits, from heads never trained on it; the folds' on the four that are
+    not RAVDESS."""
+    from ml import evaluate_ser, ser_head
+    from ml.data import speech
+
+    excluded: list[tuple] = []
+    fitted: list[set] = []
+    real_logits, real_fit = ser_head.held_out_logits, evaluate_ser.fit_calibration
+
+    def spy_logits(clips, X, views, config, args, *, exclude=()):
+        excluded.append(exclude)
+        return real_logits(clips, X, views, config, args, exclude=exclude)
+
+    def spy_fit(kind, held, clips):
+        if kind == "temperature":
+            fitted.append({h.corpus for h in held})
+        return real_fit(kind, held, clips)
+
+    monkeypatch.setattr(evaluate_ser, "held_out_logits", spy_logits)
+    monkeypatch.setattr(evaluate_ser, "fit_calibration", spy_fit)
+    summary = evaluate_ser.main(["--data", str(DATA), "--out", str(tmp_path / "e"), "--cache", str(tmp_path / "c"),
+                                 "--dry-run", "--calibration", "temperature"])
+    assert excluded == [(c,) for c in speech.CORPORA] + [()]  # inner for each corpus, then the outer LOCO
+    reported = [f for f in fitted if len(f) == 4]  # the nested criterion's own fits use three
+    assert reported == [set(speech.CORPORA) - {c} for c in speech.CORPORA] + [set(speech.CORPORA) - {"ravdess"}]
+    for corpus, r in summary["loco"].items():
+        assert r["calibration_fitted"]["kind"] == "temperature" and 0 <= r["ece"] <= 1
 
 
 def test_ser_entry_points_take_one_seed_and_no_cnn_options():

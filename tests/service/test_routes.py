@@ -93,6 +93,27 @@ def test_emotion_answers_what_the_recognizer_hears(tiny_weights):
     np.testing.assert_allclose([got["probabilities"][e] for e in EMOTIONS], want, atol=1e-6)
 
 
+def test_emotion_probabilities_are_the_checkpoints_calibrated_ones(tiny_weights, client, tmp_path):
+    """A checkpoint carrying a temperature of 4 and a class bias: /emotion's probabilities are
+    softmax(log p / 4 + bias), where p are the same head's without them."""
+    from ml import checkpoint
+    from ml.calibration import Calibration
+
+    loaded = checkpoint.load(tiny_weights[0], arch="ser-whisper")
+    bias = np.array([0.5, 0, 0, 0, -0.5, 0, 0.25, -0.25])
+    Calibration("temperature_bias", log_scale=float(np.log(1 / 4)), bias=bias.tolist()).install(loaded.model)
+    calibrated = checkpoint.save(tmp_path / "ser.pt", loaded.model, labels=EMOTIONS, data=loaded.meta["data"])
+    send = {"content": clip_bytes(), "headers": {"Content-Type": "audio/flac"}}
+    raw = client.post("/emotion", **send).json()
+    with make_client(calibrated, tiny_weights[1]) as c:
+        wait_ready(c)
+        got = c.post("/emotion", **send).json()
+    z = np.log([raw["probabilities"][e] for e in EMOTIONS]) / 4 + bias
+    want = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+    np.testing.assert_allclose([got["probabilities"][e] for e in EMOTIONS], want, atol=5e-6)  # both rounded to 1e-6
+    assert got["confidence"] == got["probabilities"][got["emotion"]] and got["confidence"] < raw["confidence"]
+
+
 def test_emotion_reports_input_format(client):
     x = speechlike(1.5, sr=48_000)
     r = client.post("/emotion", files={"file": ("s.wav", wav_bytes(np.stack([x, x, x], 1), 48_000, "PCM_24"))})
