@@ -254,12 +254,19 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
 
     async def run() -> None:
+        answers = dropped = 0
         async with AsyncClient(args.url, api_key=args.api_key) as emoface:
             async for a in emoface.live(_pcm_chunks(args.path, args.speed), rate=16_000, seed=args.seed):
+                answers += 1
+                dropped += a.dropped
+                skipped = f"  ({a.dropped} hops dropped before it)" if a.dropped else ""
                 if a.kind == "face":
-                    print(f"t={a.t:.1f} s  {a.emotion} {a.confidence:.2f}  seed {a.seed}  {len(a.png)} B PNG", flush=True)
+                    print(f"t={a.t:.1f} s  {a.emotion} {a.confidence:.2f}  seed {a.seed}  {len(a.png)} B PNG{skipped}",
+                          flush=True)
                 else:
-                    print(f"t={a.t:.1f} s  silence", flush=True)
+                    print(f"t={a.t:.1f} s  silence{skipped}", flush=True)
+        # hops the server skipped while it was busy: a stream sent faster than it is heard loses them
+        print(f"{answers} answers, {dropped} hops dropped", flush=True)
 
     asyncio.run(run())
 

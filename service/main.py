@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
@@ -21,7 +22,7 @@ from service.admission import Drain
 from service.config import STATIC_DIR, Settings
 from service.engines import load_engines, warm_up
 from service.metrics import Metrics
-from service.middleware import AccessMiddleware, BodyLimitMiddleware, ShedMiddleware, route_paths
+from service.middleware import AccessMiddleware, BodyLimitMiddleware, PagePolicyMiddleware, ShedMiddleware, route_paths
 from service.routes import router
 
 log = logging.getLogger("service")
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # have no internet access, and FastAPI's default pages are blank there.
     app = FastAPIOffline(
         static_url="/static/docs",
+        favicon_url="/favicon.ico",
         title="Emoface",
         version="0.1.0",
         summary="Hear how someone speaks and draw a face that shows it.",
@@ -106,9 +108,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(router)
     app.include_router(live.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:  # browsers ask for it on every page; a PNG under the old name
+        return FileResponse(STATIC_DIR / "favicon.png", media_type="image/png")
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["*"], expose_headers=["X-Emotion", "X-Emotion-Confidence", "X-Seed"])
+    app.add_middleware(PagePolicyMiddleware, paths={"/docs", "/redoc"})
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
     app.add_middleware(ShedMiddleware,
                        budgets={"/emotion": "clips", "/speech-to-face": "clips", "/generate": "face_work"})

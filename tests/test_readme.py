@@ -100,8 +100,12 @@ def test_client_command(served, line):
     out = subprocess.run(["bash", "-c", run + " --speed 0"], cwd=folder, capture_output=True, text=True, timeout=120,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.returncode == 0, out.stderr[-3000:]
-    lines = out.stdout.splitlines()
-    assert lines and all(line.startswith("t=") for line in lines) and "seed" in lines[0]
+    *answers, summary = out.stdout.splitlines()
+    assert answers and all(line.startswith("t=") for line in answers) and "seed" in answers[0]
+    # the last line counts the answers and the hops the server dropped, as the lines before said
+    told = re.fullmatch(r"(\d+) answers, (\d+) hops dropped", summary)
+    assert told and int(told[1]) == len(answers), summary
+    assert int(told[2]) == sum(int(n) for n in re.findall(r"\((\d+) hops dropped before it\)", "\n".join(answers)))
 
 
 @pytest.mark.data

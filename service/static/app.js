@@ -16,7 +16,8 @@ function setStatus(text, isError = false) {
 }
 
 async function problemText(response) {
-  try { const p = await response.json(); return `${p.title}: ${p.detail}`; } catch { return `HTTP ${response.status}`; }
+  // the problem's detail says what was wrong; its title only when there is no detail
+  try { const p = await response.json(); return p.detail || p.title; } catch { return `HTTP ${response.status}`; }
 }
 
 function showResult(r, caption) {
@@ -48,7 +49,11 @@ async function analyse(blob, filename) {
   const response = await fetch("/speech-to-face?size=192", {
     method: "POST", body: form, headers: headers({ Accept: "application/json" }),
   });
-  if (!response.ok) { setStatus(await problemText(response), true); return; }
+  if (!response.ok) {
+    $("result").hidden = true;  // the previous face and bars are not this file's
+    setStatus(await problemText(response), true);
+    return;
+  }
   const r = await response.json();
   showResult(r, `seed ${r.seed} · ${r.duration_s.toFixed(2)} s at ${r.sample_rate} Hz`);
   setStatus("Done.");
@@ -124,7 +129,8 @@ async function toggleLive() {
     const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
     let ctx;
     try { ctx = new AudioContext({ sampleRate: 16000 }); } catch { ctx = new AudioContext(); }
-    const params = new URLSearchParams({ rate: String(ctx.sampleRate), seed: $("gen-seed").value || "7" });
+    const seed = $("gen-seed").value || "7";  // the person drawn: the seed of "Draw a face", said in the status
+    const params = new URLSearchParams({ rate: String(ctx.sampleRate), seed });
     // a browser cannot set headers on a WebSocket: the key travels as a subprotocol token, never in the URL
     const key = $("api-key").value.trim();
     const b64url = (text) => btoa(String.fromCharCode(...new TextEncoder().encode(text)))
@@ -146,7 +152,7 @@ async function toggleLive() {
     source.connect(node); node.connect(ctx.destination);
     live = { ctx, stream, node, ws };
     $("live").textContent = "Stop live"; $("live").classList.add("recording");
-    setStatus("Live: speak…");
+    setStatus(`Live: speak… (faces drawn with seed ${seed}, from "Draw a face")`);
   } catch (err) {
     setStatus(`Microphone unavailable: ${err.message}`, true);
   }

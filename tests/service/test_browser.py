@@ -87,14 +87,34 @@ def test_a_phone_recording_uploads_like_a_wav(live_server_url, browser, tmp_path
     page.close()
 
 
-def test_error_is_shown_for_a_bad_file(live_server_url, browser, tmp_path):
+def test_error_is_shown_for_a_bad_file_and_the_last_result_goes(live_server_url, browser, tmp_path):
+    """Nothing of a result shows before an upload; a bad file after a good one shows the problem's
+    detail alone, and the previous face and bars go."""
     page = browser.new_page()
     page.goto(live_server_url + "/")
+    assert not page.is_visible("#result") and not page.is_visible("#face")
+    page.set_input_files("#upload", str(fixture_clips()["sad"]))
+    page.wait_for_selector("#result", state="visible", timeout=20_000)
     bad = tmp_path / "not-audio.wav"
     bad.write_bytes(b"this is not audio" * 100)
     page.set_input_files("#upload", str(bad))
     page.wait_for_selector("#status.error", timeout=20_000)
-    assert "not decodable" in page.text_content("#status")
+    status = page.text_content("#status")
+    assert status.startswith("not decodable audio") and "Errno" not in status, status
+    assert not page.is_visible("#result")
+    page.close()
+
+
+def test_the_page_fits_a_phone_screen(live_server_url, browser):
+    """At 390 px wide the face, the bars and their figures stay inside the page and their card."""
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(live_server_url + "/")
+    page.set_input_files("#upload", str(fixture_clips()["happy"]))
+    page.wait_for_selector("#bars .bar", timeout=20_000)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    card = page.locator("#speech").bounding_box()
+    for box in (page.locator("#bars").bounding_box(), page.locator("#face").bounding_box()):
+        assert card["x"] <= box["x"] and box["x"] + box["width"] <= card["x"] + card["width"], (box, card)
     page.close()
 
 
@@ -116,6 +136,9 @@ def test_api_docs_render_with_no_internet(live_server_url, browser):
     page.wait_for_selector(".opblock-summary-path", timeout=20_000)
     paths = set(page.locator(".opblock-summary-path").all_text_contents())
     assert {"/emotion", "/generate", "/speech-to-face", "/health", "/ready"} <= {p.strip() for p in paths}, paths
+    page.goto(live_server_url + "/redoc")  # ReDoc too, its logo and icon included
+    page.wait_for_selector("text=/speech-to-face", timeout=20_000)
+    page.wait_for_load_state("networkidle")
     assert offsite == []
     context.close()
 

@@ -114,6 +114,12 @@ def test_emotion_probabilities_are_the_checkpoints_calibrated_ones(tiny_weights,
     assert got["confidence"] == got["probabilities"][got["emotion"]] and got["confidence"] < raw["confidence"]
 
 
+def test_favicon_is_the_pages_icon(client):
+    r = client.get("/favicon.ico")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png" and png(r.content).size == (32, 32)
+    assert '<link rel="icon" href="/favicon.ico"' in client.get("/").text
+
+
 def test_emotion_reports_input_format(client):
     x = speechlike(1.5, sr=48_000)
     r = client.post("/emotion", files={"file": ("s.wav", wav_bytes(np.stack([x, x, x], 1), 48_000, "PCM_24"))})
