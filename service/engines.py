@@ -93,8 +93,10 @@ def load_engines(settings: Settings, metrics: Metrics, drain: Drain | None = Non
                       ffmpeg_wait_s=settings.ffmpeg_wait_s, timeout_s=settings.decode_timeout_s,
                       memory_bytes=int(settings.decode_memory_mb * 1024 * 1024))
     streams = StreamTable(settings.max_streams, settings.stream_max_per_client, settings.stream_min_rate)
-    return Engines(settings, device, ser, faces, models, clips=Budget("emotion", settings.max_queue_clips),
-                   face_work=Budget("face", settings.max_queue_faces), decoder=decoder,
+    clips, face_work = Budget("emotion", settings.max_queue_clips), Budget("face", settings.max_queue_faces)
+    metrics.watch({b.name: (lambda b=b: (b.used, b.capacity)) for b in (clips, face_work)},
+                  lambda: (len(streams.slots), streams.capacity))
+    return Engines(settings, device, ser, faces, models, clips=clips, face_work=face_work, decoder=decoder,
                    speech=SpeechModel(decoder, ser, settings.max_audio_s), face=FaceModel(faces),
                    drain=drain or Drain(), streams=streams)
 

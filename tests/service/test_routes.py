@@ -3,6 +3,7 @@
 import base64
 import io
 import re
+import time
 
 import numpy as np
 import pytest
@@ -32,6 +33,42 @@ def test_health_ready_and_metrics(client):
     text = client.get("/metrics").text
     assert 'emoface_requests_total{method="GET",route="/generate",status="200"}' in text
     assert "emoface_request_seconds_bucket" in text and 'emoface_batch_size_count{model="generator"}' in text
+
+
+def gauge(text: str, name: str) -> float:
+    return float(re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)[1])
+
+
+def test_admitted_work_gauges_rise_under_load_and_return_to_zero(client):
+    """/metrics exposes each model's admitted work (what an autoscaler reads): 0 at rest, above 0
+    while requests are in flight, 0 again after, under the budget throughout."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    text = client.get("/metrics").text
+    emotion, face = 'emoface_admitted_work{model="emotion"}', 'emoface_admitted_work{model="face"}'
+    assert gauge(text, emotion) == 0 and gauge(text, face) == 0 and gauge(text, "emoface_live_streams") == 0
+    assert gauge(text, 'emoface_admitted_work_capacity{model="emotion"}') > 0
+    assert gauge(text, "emoface_live_streams_capacity") > 0
+    body = wav_bytes(speechlike(8.0))
+    seen = []
+    with ThreadPoolExecutor(8) as pool:
+        calls = [pool.submit(client.post, "/emotion", content=body, headers={"Content-Type": "audio/wav"})
+                 for _ in range(24)]
+        while not all(c.done() for c in calls):
+            seen.append(gauge(client.get("/metrics").text, emotion))
+    assert all(c.result().status_code in (200, 503) for c in calls)
+    assert max(seen) > 0, seen
+    assert gauge(client.get("/metrics").text, emotion) == 0
+
+
+def test_the_live_streams_gauge_counts_open_streams(client):
+    with client.websocket_connect("/ws/speech-to-face?rate=16000&seed=7"):
+        assert gauge(client.get("/metrics").text, "emoface_live_streams") == 1
+    for _ in range(100):  # the server closes its side after the client's close arrives
+        if gauge(client.get("/metrics").text, "emoface_live_streams") == 0:
+            break
+        time.sleep(0.02)
+    assert gauge(client.get("/metrics").text, "emoface_live_streams") == 0
 
 
 def test_not_ready_before_lifespan(tiny_weights):
