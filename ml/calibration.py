@@ -124,12 +124,13 @@ def confidence_report(probs: np.ndarray, labels: np.ndarray, classes: tuple[int,
     the reliability bins, neutral recall (when the corpus has neutral) and each emotion's share of
     the answers."""
     answers = probs.argmax(1)
-    correct = on_corpus(answers, classes) == labels
+    mapped = on_corpus(answers, classes)
+    correct = mapped == labels
     confidence = probs.max(1)
     neutral = EMOTIONS.index("neutral")
     out = {"ece": ece(confidence, correct), "mean_confidence": float(confidence.mean()),
            "accuracy": float(correct.mean()), "reliability": reliability(confidence, correct),
            "answers": {e: int((answers == i).sum()) for i, e in enumerate(EMOTIONS)}}
     if neutral in classes:
-        out["neutral_recall"] = float((on_corpus(answers, classes)[labels == neutral] == neutral).mean())
+        out["neutral_recall"] = float((mapped[labels == neutral] == neutral).mean())
     return out

@@ -52,9 +52,9 @@ def calibration_criterion(inner: dict[str, dict[str, HeldOut]], clips: list[spee
         for held, probes in inner.items():
             for probe, h in probes.items():
                 cal = fit_calibration(kind, [o for k, o in probes.items() if k != probe], clips)
-                report = calibration.confidence_report(cal.apply(h.logits, h.distance), y[h.index], classes[probe])
-                eces.append(report["ece"])
-                uas.append(corpus_scores(y[h.index], cal.apply(h.logits, h.distance).argmax(1), classes[probe])["ua"])
+                probs = cal.apply(h.logits, h.distance)
+                eces.append(calibration.confidence_report(probs, y[h.index], classes[probe])["ece"])
+                uas.append(corpus_scores(y[h.index], probs.argmax(1), classes[probe])["ua"])
         out[kind] = {"mean_ece": float(np.mean(eces)), "worst_ece": float(np.max(eces)), "mean_ua": float(np.mean(uas))}
         log.info("calibration criterion %s: mean ECE %.4f, worst %.4f, UA %.4f", kind, *out[kind].values())
     return out
@@ -85,6 +85,19 @@ def save_logits(path: Path, outer: dict[str, HeldOut], inner: dict[str, dict[str
             arrays.update({f"{prefix}/{name}/index": h.index, f"{prefix}/{name}/logits": h.logits,
                            f"{prefix}/{name}/distance": h.distance})
     np.savez_compressed(path, **arrays)
+
+
+def load_logits(path: Path) -> tuple[dict[str, HeldOut], dict[str, dict[str, HeldOut]]]:
+    """The (outer, inner) held-out logits :func:`save_logits` wrote."""
+    saved = np.load(path)
+
+    def held(prefix: str, name: str) -> HeldOut:
+        return HeldOut(name, *(saved[f"{prefix}/{name}/{part}"] for part in ("index", "logits", "distance")))
+
+    outer = {c: held("outer", c) for c in speech.CORPORA if f"outer/{c}/index" in saved}
+    inner = {c: {d: held(f"inner/{c}", d) for d in speech.CORPORA if f"inner/{c}/{d}/index" in saved}
+             for c in speech.CORPORA}
+    return outer, {c: probes for c, probes in inner.items() if probes}
 
 
 def evaluate_head(args: argparse.Namespace, *, features: Features = cached_embeddings) -> dict:

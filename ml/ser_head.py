@@ -97,8 +97,9 @@ def held_out_logits(clips: list[speech.SpeechClip], X: np.ndarray, views: np.nda
     for held in speech.CORPORA:
         if held in exclude:
             continue
-        train = np.flatnonzero(~np.isin(corpus, (held, *exclude)))
-        test = np.flatnonzero(corpus == held)
+        train, test = speech.leave_one_corpus_out(clips, held)
+        train = train[~np.isin(corpus[train], exclude)]
+        assert not {clips[i].speaker for i in train} & {clips[i].speaker for i in test}
         logits, distance = head_raw(train_on(clips, X, views, train, config, args), X[test])
         out[held] = HeldOut(held, test, logits, distance)
     return out

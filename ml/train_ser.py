@@ -9,8 +9,8 @@ layer statistics, on every clip of the five corpora (RAVDESS, EmoDB, ASED, nEMO,
 Every clip is heard twice, as recorded and as one random training view (``ml.augment``), through
 the encoder once (its features are cached, ``ml.embed``); batches weigh every class the same
 across corpora. The head's calibration (``ml.calibration``) is fitted on the held-out logits of
-five more heads, each trained with one corpus left out, and saved in the checkpoint. This module trains only: held-out figures come from ``ml.evaluate_ser`` and are
-in ``weights/ser.md``.
+five more heads, each trained with one corpus left out, and saved in the checkpoint. This module
+trains only: held-out figures come from ``ml.evaluate_ser`` and are in ``weights/ser.md``.
 """
 
 from __future__ import annotations

@@ -128,6 +128,9 @@ def test_ser_loco_dry_run_scores_every_corpus_on_its_own_classes(tmp_path):
     assert saved["loco_mean_ua"] == summary["loco_mean_ua"] and "| **mean** |" in (tmp_path / "eval" / "eval.md").read_text()
     assert (tmp_path / "eval" / "reliability.png").exists() and 0 <= summary["loco_mean_ece"] <= 1
     assert sum(summary["loco_answer_shares"].values()) == pytest.approx(1.0)
+    outer, inner = evaluate_ser.load_logits(tmp_path / "eval" / "held_out_logits.npz")  # what save_logits wrote
+    assert list(outer) == list(speech.CORPORA) and all(len(probes) == 4 and c not in probes for c, probes in inner.items())
+    assert len(inner) == 5 and all(len(h.logits) == len(h.index) == len(h.distance) for h in outer.values())
     for r in summary["loco"].values():
         assert ("neutral_recall" in r) == ("neutral" in r["classes"]) and sum(n for *_, n in r["reliability"]) == r["clips"]
 

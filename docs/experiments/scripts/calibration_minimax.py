@@ -11,6 +11,7 @@ import numpy as np
 
 from ml import calibration
 from ml.data import speech
+from ml.evaluate_ser import load_logits
 from ml.ser_head import HeldOut
 
 
@@ -18,21 +19,17 @@ def main() -> None:
     clips = speech.load_all(sys.argv[1])
     y = np.array([c.label for c in clips])
     classes = speech.corpus_classes(clips)
-    z = np.load(sys.argv[2])
-
-    def held(prefix: str, name: str) -> HeldOut:
-        return HeldOut(name, z[f"{prefix}/{name}/index"], z[f"{prefix}/{name}/logits"], z[f"{prefix}/{name}/distance"])
+    outer, inner = load_logits(sys.argv[2])
 
     def ece(h: HeldOut, corpus: str, a: float, b: float) -> float:
         probs = calibration.Calibration("distance", a, b).apply(h.logits, h.distance)
         return calibration.confidence_report(probs, y[h.index], classes[corpus])["ece"]
 
     reported = []
-    for corpus in speech.CORPORA:
-        inner = {d: held(f"inner/{corpus}", d) for d in speech.CORPORA if d != corpus}
-        grid = [(a, b) for a in np.arange(-3, 0.01, 0.1) for b in np.arange(-3, 1.01, 0.2)]
-        worst, a, b = min((max(ece(h, d, a, b) for d, h in inner.items()), a, b) for a, b in grid)
-        reported.append(ece(held("outer", corpus), corpus, a, b))
+    grid = [(a, b) for a in np.arange(-3, 0.01, 0.1) for b in np.arange(-3, 1.01, 0.2)]
+    for corpus, h in outer.items():
+        worst, a, b = min((max(ece(p, d, a, b) for d, p in inner[corpus].items()), a, b) for a, b in grid)
+        reported.append(ece(h, corpus, a, b))
         print(f"{corpus}: inner worst {worst:.3f} at a {a:.1f} b {b:.1f}; held out ECE {reported[-1]:.3f}", flush=True)
     print(f"mean {np.mean(reported):.3f}")
 

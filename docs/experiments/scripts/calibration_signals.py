@@ -12,22 +12,18 @@ import numpy as np
 
 from ml import calibration
 from ml.data import speech
-from ml.ser_head import HeldOut, fit_calibration
+from ml.evaluate_ser import load_logits
+from ml.ser_head import fit_calibration
 
 
 def main() -> None:
     clips = speech.load_all(sys.argv[1])
     y = np.array([c.label for c in clips])
     classes = speech.corpus_classes(clips)
-    z = np.load(sys.argv[2])
-
-    def held(prefix: str, name: str) -> HeldOut:
-        return HeldOut(name, z[f"{prefix}/{name}/index"], z[f"{prefix}/{name}/logits"], z[f"{prefix}/{name}/distance"])
-
-    for corpus in speech.CORPORA:
-        h = held("outer", corpus)
+    outer, inner = load_logits(sys.argv[2])
+    for corpus, h in outer.items():
         raw = calibration.confidence_report(calibration.Calibration().apply(h.logits, h.distance), y[h.index], classes[corpus])
-        cal = fit_calibration("distance", [held(f"inner/{corpus}", d) for d in speech.CORPORA if d != corpus], clips)
+        cal = fit_calibration("distance", list(inner[corpus].values()), clips)
         fitted = calibration.confidence_report(cal.apply(h.logits, h.distance), y[h.index], classes[corpus])
         top2 = np.sort(h.logits, 1)[:, -2:]
         print(f"{corpus}: distance {h.distance.mean():.2f} ± {h.distance.std():.2f}, raw confidence "
