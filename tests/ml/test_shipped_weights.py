@@ -1,5 +1,11 @@
 """The committed weights: load, fit their size budgets, and do their job on the fixtures."""
 
+import hashlib
+import os
+import platform
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -72,12 +78,49 @@ def test_generator_conversion_kept_the_faces(generator):
     """Checkpoint format 1 -> 2 changed no face. The reference is each of these 70 faces as 6x6
     block means (8x8 pixels each), rounded, computed where the faces still matched the digest of the
     format-1 file drawn as trained (sha256 e667bf5c... of the 70 faces, code of commit 0ccd124).
-    Block means, not a digest: float kernels differ between CPUs (AVX2 against AVX-512), which flips
-    a grey level here and there; a wrong conversion moves whole faces."""
+    Block means, not a digest: the format-1 digest was made with AVX-512 kernels, before ml/__init__.py
+    capped them at AVX2, which flips a grey level here and there; a wrong conversion moves whole faces."""
     reference = np.load(FIXTURES / "generator_70_faces_8px_means.npy").astype(np.float64)
     faces = generator.render([i % 7 for i in range(70)], list(range(70)))
     blocks = faces.reshape(70, 6, 8, 6, 8).astype(np.float64).mean((2, 4))
     assert np.abs(blocks - reference).max() <= 1.0
+
+
+#: sha256 of the 70 faces above as uint8, drawn with torch's CPU kernels capped at AVX2 (ml/__init__.py):
+#: the bytes every x86-64 CPU with AVX2 draws, so every replica answers a seed alike.
+FACES_70_SHA256 = "bf06ce6875d1d66a716944a9859cfdc353751d3ed0e72208ef081635bd4b564b"
+_DRAW_70 = ("import hashlib, ml; from ml.generate import FaceGenerator; "
+            f"g = FaceGenerator.from_checkpoint({str(SHIPPED_GENERATOR)!r})[0]; "
+            "print(hashlib.sha256(g.render([i % 7 for i in range(70)], list(range(70))).tobytes()).hexdigest())")
+
+
+def _draw_70_in_a_new_process(**env: str) -> str:
+    clean = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")}
+    out = subprocess.run([sys.executable, "-c", _DRAW_70], env={**clean, **env}, capture_output=True, text=True,
+                         timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.strip()
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        return set(next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split(":")[1].split())
+    except (OSError, StopIteration):
+        return set()
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64" or "avx2" not in _cpu_flags(),
+                    reason="the pinned bytes are those of x86-64 CPUs with AVX2")
+def test_generator_bytes_are_the_same_on_every_cpu_with_avx2(generator):
+    """Replicas land on different CPUs. With the kernels capped at AVX2, the faces' bytes are pinned:
+    here, in a new process that takes the caps from ``import ml``, and in one set up as an AVX2-only
+    CPU runs. Where the CPU has AVX-512, lifting the cap changes the bytes: the cap is what pins them."""
+    faces = generator.render([i % 7 for i in range(70)], list(range(70)))
+    assert hashlib.sha256(faces.tobytes()).hexdigest() == FACES_70_SHA256
+    assert _draw_70_in_a_new_process() == FACES_70_SHA256
+    assert _draw_70_in_a_new_process(ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2") == FACES_70_SHA256
+    if "avx512f" in _cpu_flags():
+        assert _draw_70_in_a_new_process(ONEDNN_MAX_CPU_ISA="ALL", ATEN_CPU_CAPABILITY="avx512") != FACES_70_SHA256
 
 
 def test_generator_every_emotion_deterministic(generator):

@@ -2,9 +2,10 @@
 
     python tests/perf/bench_models.py [--threads 1] [--device cpu] [--json out.json]
 
-Prints, for the shipped weights: file sizes; SER decode + features + model for a 4 s clip
-(16 kHz FLAC, and 48 kHz stereo WAV, which adds resampling); generator latency for one face and
-for a batch of 64, and faces per second at batch 1024 where a GPU is present.
+Prints, for the shipped weights: the CPU kernels in use; file sizes; SER decode + features +
+model for a 4 s clip (16 kHz FLAC, and 48 kHz stereo WAV, which adds resampling); generator latency
+for one face and for a batch of 64, and faces per second at batch 1024 where a GPU is present.
+``ONEDNN_MAX_CPU_ISA=ALL ATEN_CPU_CAPABILITY=avx512`` lifts ml's AVX2 cap, to see what it costs.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import statistics
 import sys
 import time
@@ -72,6 +74,9 @@ def main() -> dict:
     rec, ser_loaded = EmotionRecognizer.from_checkpoint(args.ser)  # the SER runs on the CPU whatever the device
     gen, gen_loaded = FaceGenerator.from_checkpoint(args.generator, device)
     out: dict = {"device": str(device), "threads": args.threads, "torch": torch.__version__,
+                 # the CPU kernels in use: capped at AVX2 by ml/__init__.py unless the environment lifts it
+                 "cpu_kernels": {"aten": torch.backends.cpu.get_cpu_capability(),
+                                 "onednn_max_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL")},
                  "ser_file_mb": round(Path(args.ser).stat().st_size / 1e6, 3),
                  "generator_file_mb": round(Path(args.generator).stat().st_size / 1e6, 3),
                  "ser_parameters": sum(p.numel() for p in ser_loaded.model.parameters()),
