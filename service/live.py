@@ -29,7 +29,9 @@ counted from :data:`GRACE_S` after it opened: one that sends less is closed with
 the slots are full a new stream takes the slot of such a starving one at once.
 
 Closing codes: 1000 the stream reached ``EMOFACE_STREAM_MAX_S``; 1001 idle for
-``EMOFACE_STREAM_IDLE_S``, or the service is shutting down; 1003 a text message; 1007 a binary
+``EMOFACE_STREAM_IDLE_S``; 1012 the service is shutting down (SIGTERM: reconnect, and behind a
+proxy the new stream reaches another replica; uvicorn closes open streams with the same code);
+1003 a text message; 1007 a binary
 message of an odd length (not 16-bit samples); 1008 a bad ``rate`` or ``seed``, a stream too slow
 (or evicted for being so), or a client that stopped reading; 1009 a message over
 :data:`MAX_MESSAGE_BYTES`; 1011 the model failed; 1013 the service is not ready or its slots (or
@@ -221,7 +223,7 @@ async def _serve(ws: WebSocket, engines: Engines, stream: LiveStream, seed: int,
             if message["type"] == "websocket.disconnect":
                 return
             if engines.drain.draining:
-                raise StreamClosed(1001, "the service is shutting down")
+                raise StreamClosed(1012, "the service is shutting down; reconnect")
             if message.get("bytes") is None:
                 raise StreamClosed(1003, "send binary messages of 16-bit PCM; text is not accepted")
             if len(message["bytes"]) > MAX_MESSAGE_BYTES:

@@ -13,7 +13,7 @@ from starlette.datastructures import UploadFile
 
 from ml import audio
 from ml.labels import normalize_emotion
-from service.admission import Guard
+from service.admission import Guard, ShuttingDown
 from service.config import STATIC_DIR
 from service.deps import Auth, Guarded, Models
 from service.engines import Engines
@@ -120,7 +120,10 @@ async def health() -> Health:  # async: answered on the event loop, never queued
 
 @router.get("/ready", response_model=Ready, tags=["ops"], responses={503: {"description": "not ready", **PROBLEM}})
 async def ready(engines: Models) -> Ready:
-    """Readiness: 200 once both models are loaded and warmed up, 503 before."""
+    """Readiness: 200 once both models are loaded and warmed up; 503 before, and from the moment
+    SIGTERM arrives (the drain), so that a proxy or the kubelet takes the replica out of rotation."""
+    if engines.drain.draining:
+        raise ShuttingDown("the service is shutting down")
     return Ready(status="ready", device=str(engines.device), models=engines.models)
 
 

@@ -56,6 +56,11 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path):
             w.start()
         time.sleep(1.0)
         proc.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        try:  # out of rotation at once: /ready answers 503, or the listener is already closed
+            assert httpx.get(base + "/ready", timeout=5).status_code == 503
+        except httpx.TransportError:
+            pass
         for w in workers:
             w.join(90)
         assert statuses == [200] * 8

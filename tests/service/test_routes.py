@@ -71,6 +71,20 @@ def test_the_live_streams_gauge_counts_open_streams(client):
     assert gauge(client.get("/metrics").text, "emoface_live_streams") == 0
 
 
+def test_ready_turns_503_the_moment_the_drain_begins(tiny_weights):
+    """What the server's SIGTERM handler starts (service/server.py): /ready answers 503 at once, so
+    the proxy and the kubelet take the replica out of rotation, while /health stays 200 (no restart)."""
+    with make_client(*tiny_weights) as c:
+        wait_ready(c)
+        c.app.state.drain.begin(30)
+        deadline = time.monotonic() + 1.0
+        while (r := c.get("/ready")).status_code == 200 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert_problem(r, 503, "shutting-down")
+        assert r.headers["retry-after"] == "1"
+        assert c.get("/health").status_code == 200
+
+
 def test_not_ready_before_lifespan(tiny_weights):
     c = make_client(*tiny_weights)  # not entered: the lifespan has not loaded the models
     assert_problem(c.get("/ready"), 503, "not-ready")
