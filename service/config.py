@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field
@@ -14,7 +15,11 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"  # the demo page
 class Settings(BaseSettings):
     """Every knob of the service. ``EMOFACE_PORT=8001 python -m service`` sets ``port``."""
 
-    model_config = SettingsConfigDict(env_prefix="EMOFACE_", env_file=".env", extra="ignore")
+    # Secrets may also come as files, one per setting, named like its variable in lower case
+    # (``emoface_api_key``), in the folder EMOFACE_SECRETS_DIR names: a Kubernetes Secret mounted
+    # as a volume (deploy/k8s), so the key is not in the environment that child processes inherit.
+    model_config = SettingsConfigDict(env_prefix="EMOFACE_", env_file=".env", extra="ignore",
+                                      secrets_dir=os.environ.get("EMOFACE_SECRETS_DIR") or None)
 
     host: str = Field("127.0.0.1", description="interface to bind (0.0.0.0 in the container)")
     port: int = Field(8000, ge=1, le=65535)
