@@ -9,8 +9,10 @@ RUN apt-get update -qq \
     && haproxy -v
 
 COPY docker/haproxy /usr/local/etc/haproxy
+# the service's compose name: Docker's DNS answers with every replica (`--scale emoface=N`), up to 8
 ENV EMOFACE_PROXY_BIND=:8000 \
-    EMOFACE_UPSTREAM=emoface:8000
+    EMOFACE_UPSTREAM=emoface:8000 \
+    EMOFACE_REPLICA_SLOTS=8
 RUN EMOFACE_UPSTREAM=127.0.0.1:8000 haproxy -c -q -f /usr/local/etc/haproxy/haproxy.cfg
 
 USER haproxy

@@ -1,6 +1,6 @@
 """End to end: build the CPU image and the proxy's, `docker compose up`, call the three endpoints
-through the proxy, stop it while a request is in flight. Needs root (to start a local engine with ../shared/tools/docker-engine.sh);
-in CI a missing engine is a failure, elsewhere a skip with the reason."""
+through the proxy, stop it while a request is in flight. Needs root, for a local Docker engine
+(the ``engine`` fixture, tests/docker/conftest.py)."""
 
 from __future__ import annotations
 
@@ -20,31 +20,13 @@ from ml import audio
 from tests.conftest import ROOT, container_bytes, fixture_clips, free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
-ENGINE_SCRIPT = ROOT.parent / "shared" / "tools" / "docker-engine.sh"
 PROJECT = "emoface-e2e"
 IMAGE_LIMIT = 1.5e9
-
-
-def _unavailable(reason: str):
-    if os.environ.get("CI"):
-        pytest.fail(f"docker end-to-end test cannot run in CI: {reason}")
-    pytest.skip(f"docker end-to-end test not run: {reason}")
 
 
 def _run(*args: str, env: dict | None = None, timeout: float = 900, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(args, cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True,
                           timeout=timeout, check=check)
-
-
-@pytest.fixture(scope="module")
-def engine():
-    if os.geteuid() != 0:
-        _unavailable("not root, so no local Docker engine can be started")
-    if not ENGINE_SCRIPT.exists():
-        _unavailable(f"{ENGINE_SCRIPT} not found")
-    result = subprocess.run(["bash", str(ENGINE_SCRIPT)], capture_output=True, text=True, timeout=1200)
-    if result.returncode != 0 or shutil.which("docker") is None:
-        _unavailable(f"the Docker engine did not start: {result.stderr[-2000:]}")
 
 
 @pytest.fixture(scope="module")
