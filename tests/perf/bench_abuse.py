@@ -503,17 +503,21 @@ class Proxy:
 
 def probe_health(base: str, until: float, wrk_pid: int, send) -> None:
     """/health every 20 ms on one kept-alive connection until ``until`` (time.monotonic()) or until
-    wrk ends; sends the latencies in ms back."""
+    wrk ends; sends back the latencies in ms and the statuses other than 200 (a kubelet that sees
+    those restarts the pod)."""
     host, port = base.removeprefix("http://").split(":")
-    conn, out = http.client.HTTPConnection(host, int(port), timeout=30), []
+    conn, out, not_ok = http.client.HTTPConnection(host, int(port), timeout=30), [], []
     while time.monotonic() < until and Path(f"/proc/{wrk_pid}").exists():
         t0 = time.perf_counter()
         conn.request("GET", "/health")
-        conn.getresponse().read()
+        response = conn.getresponse()
+        response.read()
         out.append(1000 * (time.perf_counter() - t0))
+        if response.status != 200:
+            not_ok.append(response.status)
         time.sleep(0.02)
     conn.close()
-    send.send(out)
+    send.send((out, not_ok))
 
 
 def measure_flood(server: Server, base: str, clip_path: Path, seconds: float, tmp: Path,
@@ -557,8 +561,8 @@ wrk.method = "POST"; wrk.body = body; wrk.headers["Content-Type"] = "audio/wav"
             elif r.status_code == 200:
                 served.append(ms)
             time.sleep(0.02)
-    health, *rest = [recv.recv() for recv, _ in pipes]
-    upstream = rest[0] if rest else []
+    (health, health_not_ok), *rest = [recv.recv() for recv, _ in pipes]
+    upstream = rest[0][0] if rest else []
     for prober in probers:
         prober.join()
     text = wrk.communicate()[0]
@@ -577,7 +581,7 @@ wrk.method = "POST"; wrk.body = body; wrk.headers["Content-Type"] = "audio/wav"
     out = {"connections": 2000, "seconds": seconds, "wrk_requests": total, "wrk_non_2xx": non2xx,
            "probe_503": len(refused), "probe_503_p50_ms": pct(refused, 50), "probe_503_p99_ms": pct(refused, 99),
            "probe_200": len(served), "probe_200_p50_ms": pct(served, 50),
-           "health_requests": len(health), "health_p50_ms": pct(health, 50), "health_p99_ms": pct(health, 99),
+           "health_requests": len(health), "health_not_200": len(health_not_ok), "health_p50_ms": pct(health, 50), "health_p99_ms": pct(health, 99),
            "rss_before_mb": round(before, 1), "rss_peak_mb": round(peak, 1), "rss_5s_after_mb": round(after, 1),
            "rss_after_vs_before_pct": round(100 * (after / before - 1), 1), "rss_15s_after_mb": round(later, 1),
            "rss_15s_after_vs_before_pct": round(100 * (later / before - 1), 1)}
@@ -597,7 +601,8 @@ def flood_line(label: str, f: dict) -> str:
                 f"{f['health_upstream_p99_ms']} ms)") if "health_upstream_p99_ms" in f else ""
     return (f"{label}: {f['connections']} connections for {f['seconds']:g} s ({f['wrk_requests']} requests, "
             f"{f['wrk_non_2xx']} refused). The probe's refused requests: 503 in p50 {f['probe_503_p50_ms']} ms, "
-            f"p99 {f['probe_503_p99_ms']} ms ({f['probe_503']} of them; {f['probe_200']} served). /health p50 "
+            f"p99 {f['probe_503_p99_ms']} ms ({f['probe_503']} of them; {f['probe_200']} served). /health "
+            f"({f['health_requests']} probes, {f['health_not_200']} not 200) p50 "
             f"{f['health_p50_ms']} ms, p99 {f['health_p99_ms']} ms{upstream}. RSS {f['rss_before_mb']} MB before, "
             f"{f['rss_peak_mb']} MB at the peak, {f['rss_5s_after_mb']} MB 5 s after "
             f"({f['rss_after_vs_before_pct']:+.1f}%), {f['rss_15s_after_mb']} MB 15 s after "
