@@ -16,7 +16,7 @@ import torch
 
 from ml.audio import SAMPLE_RATE
 from ml.generate import FaceGenerator
-from ml.recognize import EmotionRecognizer
+from ml.recognize import EmotionRecognizer, SpeakerNorm
 from ml.runtime import select_device
 from service.config import Settings
 from service.decoding import Decoder
@@ -55,10 +55,10 @@ def _info(name: str, path: Path, loaded, seconds: float, device: torch.device) -
                      data=loaded.meta.get("data", {}))
 
 
-def hear(recognizer: EmotionRecognizer, waves: list[np.ndarray]) -> list[np.ndarray | Exception]:
-    """The SER batcher's work. A clip whose probabilities are not numbers fails alone (a 500
-    for that request, logged), never sent on as a number."""
-    probs = recognizer.predict(waves)
+def hear(recognizer: EmotionRecognizer, items: list[tuple[np.ndarray, SpeakerNorm | None]]) -> list[np.ndarray | Exception]:
+    """The SER batcher's work: (clip, its live stream's speaker or None) items. A clip whose
+    probabilities are not numbers fails alone (a 500 for that request, logged), never sent on as a number."""
+    probs = recognizer.predict([wave for wave, _ in items], [speaker for _, speaker in items])
     return [p if np.isfinite(p).all() else InvalidOutput(f"the emotion model's output is not finite: {p.tolist()}")
             for p in probs]
 
@@ -97,7 +97,7 @@ def load_engines(settings: Settings, metrics: Metrics, drain: Drain | None = Non
     metrics.watch({b.name: (lambda b=b: (b.used, b.capacity)) for b in (clips, face_work)},
                   lambda: (len(streams.slots), streams.capacity))
     return Engines(settings, device, ser, faces, models, clips=clips, face_work=face_work, decoder=decoder,
-                   speech=SpeechModel(decoder, ser, settings.max_audio_s), face=FaceModel(faces),
+                   speech=SpeechModel(decoder, ser, settings.max_audio_s, recognizer.speaker), face=FaceModel(faces),
                    drain=drain or Drain(), streams=streams)
 
 
@@ -106,7 +106,7 @@ async def warm_up(engines: Engines) -> None:
     t0 = time.perf_counter()
     rng = np.random.default_rng(0)
     wave = (0.1 * rng.standard_normal(4 * SAMPLE_RATE)).astype(np.float32)  # a 4 s clip
-    await engines.ser.run_direct([wave])
+    await engines.ser.run_direct([(wave, None)])
     await engines.faces.run_direct([(0, 0, 48)])
     engines.ready.set()
     log.info("warm-up done in %.3fs; ready", time.perf_counter() - t0)

@@ -7,6 +7,7 @@ lifetime (admission, the guard, the drain)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import BinaryIO
 
 import anyio
@@ -14,6 +15,7 @@ import numpy as np
 
 from ml.decoding import DecodedAudio
 from ml.labels import fer_index
+from ml.recognize import SpeakerNorm
 from service.decoding import Decoder
 from service.inference import MicroBatcher, emotion_fields, encode_png, face_fields, seed_from_digest
 
@@ -25,17 +27,20 @@ INLINE_PNG_MAX = 256
 class SpeechModel:
     """The speech emotion model: a recording in, the 8 emotions' probabilities out."""
 
-    def __init__(self, decoder: Decoder, batcher: MicroBatcher, max_audio_s: float) -> None:
+    def __init__(self, decoder: Decoder, batcher: MicroBatcher, max_audio_s: float,
+                 speaker: Callable[[], SpeakerNorm]) -> None:
         self.decoder, self.batcher, self.max_audio_s = decoder, batcher, max_audio_s
+        self.speaker = speaker  #: a new live stream's speaker normalisation (ml.recognize.SpeakerNorm)
 
     async def decode_request(self, file: BinaryIO) -> tuple[DecodedAudio, int]:
         """An uploaded recording -> model input, and the face seed its bytes give."""
         decoded, digest = await self.decoder.decode(file, max_duration_s=self.max_audio_s)
         return decoded, seed_from_digest(digest)
 
-    async def predict(self, samples: np.ndarray) -> np.ndarray:
-        """(T,) mono samples at the model rate -> (8,) probabilities."""
-        return np.asarray(await self.batcher.submit(samples))
+    async def predict(self, samples: np.ndarray, speaker: SpeakerNorm | None = None) -> np.ndarray:
+        """(T,) mono samples at the model rate -> (8,) probabilities; with ``speaker``, heard as
+        that live stream's next window."""
+        return np.asarray(await self.batcher.submit((samples, speaker)))
 
     @staticmethod
     def encode_response(probs: np.ndarray, decoded: DecodedAudio | None = None) -> dict:

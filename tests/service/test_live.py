@@ -77,9 +77,11 @@ def test_a_stream_gets_a_face_per_second_with_one_identity(live, speech):
     assert base64.b64decode(answers[-1]["image_png_base64"]) == png
 
 
-def test_probabilities_are_smoothed_over_hops(live, speech):
-    """Each answer is half the newest window's probabilities (the last 3 s, what /emotion says of
-    them) and half the running average. Both hear the same 16-bit samples."""
+def test_probabilities_are_smoothed_over_hops_and_heard_as_one_speaker(live, speech, tiny_weights):
+    """Each answer is half the newest window's probabilities (the last 3 s, heard as this stream's
+    speaker: ml.recognize.SpeakerNorm over its windows so far) and half the running average. The
+    same windows heard alone (/emotion) answer otherwise: the stream's speaker is what differs."""
+    from ml.recognize import EmotionRecognizer
     from service import live as live_mod
 
     pcm = int16(speech[:4 * 16_000])
@@ -89,13 +91,20 @@ def test_probabilities_are_smoothed_over_hops(live, speech):
             for i in range(second * 16_000, (second + 1) * 16_000, 1_600):
                 ws.send_bytes(pcm[i:i + 1_600].tobytes())
             answers.append(ws.receive_json())
-    raw = [live.post("/emotion", content=pcm16_wav(pcm[max(0, (k + 1) * 16_000 - 48_000):(k + 1) * 16_000]),
-                     headers={"Content-Type": "audio/wav"}).json()["probabilities"] for k in range(4)]
-    want = np.array([raw[0][e] for e in EMOTIONS])
+    windows = [pcm[max(0, (k + 1) * 16_000 - 48_000):(k + 1) * 16_000] for k in range(4)]
+    recognizer = EmotionRecognizer.from_checkpoint(tiny_weights[0])[0]
+    speaker = recognizer.speaker()
+    raw = [recognizer.predict([w.astype(np.float32) / 32768.0], [speaker])[0] for w in windows]
+    alone = [live.post("/emotion", content=pcm16_wav(w), headers={"Content-Type": "audio/wav"}).json()["probabilities"]
+             for w in windows]
+    assert np.allclose([alone[0][e] for e in EMOTIONS], recognizer.predict([windows[0].astype(np.float32) / 32768.0])[0],
+                       atol=2e-6), "the reference hears what /emotion hears"
+    assert not np.allclose([alone[3][e] for e in EMOTIONS], raw[3], atol=1e-3), "the stream's speaker changes what it hears"
+    want = raw[0]
     for k, a in enumerate(answers):
         if k:
-            want = live_mod.SMOOTHING * np.array([raw[k][e] for e in EMOTIONS]) + (1 - live_mod.SMOOTHING) * want
-        assert np.allclose([a["probabilities"][e] for e in EMOTIONS], want, atol=2e-6), k  # both rounded to 1e-6
+            want = live_mod.SMOOTHING * raw[k] + (1 - live_mod.SMOOTHING) * want
+        assert np.allclose([a["probabilities"][e] for e in EMOTIONS], want, atol=2e-6), k  # rounded to 1e-6
 
 
 def test_other_rates_are_resampled(live, speech):
@@ -249,8 +258,10 @@ def test_squatters_that_send_too_little_give_their_slots_to_a_real_stream(short_
 
 
 def test_the_stream_and_the_http_route_build_the_same_answer(live, speech):
-    """One second of audio and a seed: the stream's first answer (it hears exactly that second) and
-    /speech-to-face's JSON carry the same emotion, probabilities, seed and face, built by one path."""
+    """One second of audio and a seed: the stream's first answer and /speech-to-face's JSON carry
+    the same fields, built by one path: the face is the seed's face for the emotion heard (what
+    /generate draws for them). The probabilities differ by design: the stream hears its window as
+    its speaker's (ml.recognize.SpeakerNorm), the HTTP route hears the clip alone."""
     pcm = int16(speech[:16_000])
     http = live.post("/speech-to-face?seed=7", content=pcm16_wav(pcm),
                      headers={"Content-Type": "audio/wav", "Accept": "application/json"}).json()
@@ -258,5 +269,10 @@ def test_the_stream_and_the_http_route_build_the_same_answer(live, speech):
         for i in range(0, 16_000, 1_600):
             ws.send_bytes(pcm[i:i + 1_600].tobytes())
         streamed = ws.receive_json()
-    shared = ("emotion", "confidence", "probabilities", "seed", "image_png_base64")
-    assert streamed["type"] == "face" and {k: streamed[k] for k in shared} == {k: http[k] for k in shared}
+    shared = {"emotion", "confidence", "probabilities", "seed", "image_png_base64"}
+    assert streamed["type"] == "face" and shared <= set(http) & set(streamed) and streamed["seed"] == http["seed"] == 7
+    for answer in (http, streamed):
+        assert answer["confidence"] == max(answer["probabilities"].values())
+        assert answer["emotion"] == max(answer["probabilities"], key=answer["probabilities"].get)
+        drawn = live.get("/generate", params={"emotion": answer["emotion"], "seed": 7}).content
+        assert base64.b64decode(answer["image_png_base64"]) == drawn
