@@ -16,7 +16,17 @@ the generator's recipe) then reports, against the real faces of ``--split``:
   other split's real faces / these;
 * identity: for one seed drawn as all 7 emotions, the pixel distance at 12x12 between its faces
   over that between different seeds of one emotion (pixels, so one figure for all judges;
-  FER-2013 has no identities, so no real floor).
+  FER-2013 has no identities, so no real floor);
+* precision and recall (k-nearest-neighbour manifolds, ``face_metrics.precision_recall``): the
+  share of generated faces that fall among real ones, and of real faces covered by generated ones;
+* realness, judged by no expression classifier: a small CNN trained fresh (``ml.realness``) on half
+  of the split's real faces and as many generated faces of other seeds (``TRAIN_SEEDS``), tested on
+  the other half and the faces drawn here: its accuracy and the share of generated faces it is over
+  90% sure about, with the 32 it is surest about as a contact sheet (``surest_<generator>.png``).
+
+Generated faces enter precision, recall and realness in the real faces' class proportions
+(``face_metrics.share_sample``). ``--sheet PATH`` also draws the first generator's fixed-seed
+sheet: the 8 emotions (calm as neutral) by seeds 0-15, at 96 px as ``/generate?size=96`` resizes.
 
 The rule against tuning on the instrument that reports: choices about training or drawing are
 made with the ``vgg`` judge (``weights/eval/fer_classifier.pt``) on PublicTest with seeds from
@@ -34,18 +44,24 @@ from pathlib import Path
 
 import numpy as np
 
-from ml import checkpoint
+from PIL import Image
+
+from ml import checkpoint, plots
 from ml.data import fer2013
 from ml.face_metrics import (classify, frechet_distance, identity_ratio, kernel_distance, label_weights,
-                             mean_pairwise, mean_present, per_class_recall)
+                             mean_pairwise, mean_present, per_class_recall, precision_recall, share_sample)
 from ml.generate import FaceGenerator
-from ml.labels import FER_CLASSES
+from ml.labels import EMOTIONS, FER_CLASSES, fer_index
+from ml.realness import two_sample_test
 from ml.runtime import setup_cli
 
 log = logging.getLogger(__name__)
 SPLITS = ("PublicTest", "PrivateTest")
 JUDGES = ("vgg=weights/eval/fer_classifier.pt", "resnet=weights/eval/fer_judge_resnet.pt", "k5=weights/eval/fer_judge_k5.pt")
 CHOOSING_JUDGE = "vgg"
+#: The realness classifier's generated training faces come from seeds this far past the evaluated ones.
+TRAIN_SEEDS = 2**31
+SHEET_SEEDS, SHEET_SIZE = 16, 96
 
 
 def named(spec: str) -> tuple[str, str]:
@@ -82,10 +98,12 @@ def judge_real(judge, x: np.ndarray, y: np.ndarray, other_x: np.ndarray, other_y
             "diversity": diversity, "diversity_floor": other_div, "diversity_floor_min": min(other_div.values())}, feat
 
 
-def judge_faces(judge, faces: np.ndarray, real: dict, real_feat: np.ndarray) -> dict:
+def judge_faces(judge, faces: np.ndarray, real: dict, real_feat: np.ndarray, mixed: np.ndarray) -> dict:
+    """``mixed``: indices into the flattened faces in the real faces' class proportions."""
     k, n = faces.shape[:2]
     pred, feat = classify(judge, faces.reshape(k * n, 48, 48))
     labels = np.repeat(np.arange(k), n)
+    precision, recall = precision_recall(real_feat, feat[mixed])
     weights = label_weights(labels, np.asarray(real["share"]))
     accuracy = {name: float((pred[labels == c] == c).mean()) for c, name in enumerate(FER_CLASSES)}
     diversity = {name: mean_pairwise(feat[labels == c]) / max(real["diversity"][name], 1e-8)
@@ -93,30 +111,64 @@ def judge_faces(judge, faces: np.ndarray, real: dict, real_feat: np.ndarray) -> 
     return {"accuracy": accuracy, "accuracy_mean": float(np.mean(list(accuracy.values()))),
             "accuracy_min": min(accuracy.values()), "fd": frechet_distance(feat, real_feat, weights),
             "kid": kernel_distance(feat, real_feat, weights), "diversity": diversity,
-            "diversity_min": min(diversity.values())}
+            "diversity_min": min(diversity.values()), "precision": precision, "recall": recall}
+
+
+def realness(path: str, faces: np.ndarray, mixed: np.ndarray, x: np.ndarray, y: np.ndarray, first_seed: int,
+             rng: np.random.Generator, out: Path, name: str) -> dict:
+    """The two-sample test: trained on the even-indexed real faces and generated faces of other
+    seeds, tested on the odd-indexed real faces and the evaluated faces (``mixed``)."""
+    k, n = faces.shape[:2]
+    share = np.bincount(y, minlength=k) / len(y)
+    train_faces, _ = draw_faces(path, n, first_seed + TRAIN_SEEDS)
+    train_mixed = share_sample(np.repeat(np.arange(k), n), share, rng)
+    flat = faces.reshape(k * n, 48, 48)
+    r = two_sample_test(x[0::2], train_faces.reshape(k * n, 48, 48)[train_mixed], x[1::2], flat[mixed])
+    surest = flat[mixed][np.argsort(-r.fake_probability, kind="stable")[:32]]
+    big = np.stack([np.asarray(Image.fromarray(f).resize((96, 96), Image.LANCZOS)) for f in surest])
+    rows = -(-len(big) // 8)
+    big = np.concatenate([big, np.full((rows * 8 - len(big), 96, 96), 255, np.uint8)])  # white past the last
+    plots.image_grid(big, rows, 8).save(out / f"surest_{name}.png")
+    return {"accuracy": r.accuracy, "sure_share": r.sure_share, "test_real": len(x[1::2]), "test_generated": len(mixed)}
+
+
+def fixed_seed_sheet(path: str, target: Path) -> None:
+    """The 8 emotions (rows; calm is drawn as neutral) by seeds 0-15, each face at 96 px."""
+    gen, _ = FaceGenerator.from_checkpoint(path.partition("@")[0])
+    faces = gen.render([fer_index(e) for e in EMOTIONS for _ in range(SHEET_SEEDS)], list(range(SHEET_SEEDS)) * len(EMOTIONS))
+    big = np.stack([np.asarray(Image.fromarray(f).resize((SHEET_SIZE, SHEET_SIZE), Image.LANCZOS)) for f in faces])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    plots.image_grid(big, len(EMOTIONS), SHEET_SEEDS, row_labels=list(EMOTIONS)).save(target)
 
 
 def evaluate(args: argparse.Namespace) -> dict:
     other = SPLITS[1 - SPLITS.index(args.split)]
     x, y = fer2013.load(args.data, args.split)
     ox, oy = fer2013.load(args.data, other)
-    drawn = {}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    drawn, mixed = {}, {}
     result: dict = {"split": args.split, "floor_split": other, "per_class": args.per_class,
                     "first_seed": args.first_seed, "generators": {}, "judges": {}}
+    share = np.bincount(y, minlength=len(FER_CLASSES)) / len(y)
     for spec in args.generator:
         name, path = named(spec)
         faces, info = draw_faces(path, args.per_class, args.first_seed)
+        rng = np.random.default_rng(0)
         drawn[name] = faces
-        result["generators"][name] = {**info, "identity_ratio": identity_ratio(faces)}
+        mixed[name] = share_sample(np.repeat(np.arange(len(FER_CLASSES)), args.per_class), share, rng)
+        result["generators"][name] = {**info, "identity_ratio": identity_ratio(faces),
+                                      "realness": realness(path, faces, mixed[name], x, y, args.first_seed, rng, out, name)}
+        log.info("realness %s: %s", name, result["generators"][name]["realness"])
+    if args.sheet:
+        fixed_seed_sheet(named(args.generator[0])[1], Path(args.sheet))
     for spec in args.judge:
         name, path = named(spec)
         loaded = checkpoint.load(path, arch="fer-classifier", labels=FER_CLASSES)
         real, real_feat = judge_real(loaded.model, x, y, ox, oy)
-        scores = {g: judge_faces(loaded.model, faces, real, real_feat) for g, faces in drawn.items()}
+        scores = {g: judge_faces(loaded.model, faces, real, real_feat, mixed[g]) for g, faces in drawn.items()}
         result["judges"][name] = {"path": path, "sha256": loaded.sha256, "real": real, "generators": scores}
         log.info("judge %s: %s", name, {g: (round(s["accuracy_mean"], 3), round(s["fd"], 2)) for g, s in scores.items()})
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     (out / "gan_eval.json").write_text(json.dumps(result, indent=1))
     table = markdown(result)
     (out / "gan_eval.md").write_text(table)
@@ -143,9 +195,15 @@ def markdown(result: dict) -> str:
             + f" | {1000 * real['kid_floor']:.2f} |",
             f"| {j} | diversity vs real, lowest emotion | " + " | ".join(f"{g[n]['diversity_min']:.0%}" for n in names)
             + f" | {real['diversity_floor_min']:.0%} |",
+            f"| {j} | precision / recall | " + " | ".join(f"{g[n]['precision']:.2f} / {g[n]['recall']:.2f}" for n in names)
+            + " | |",
         ]
     rows.append("| (pixels) | identity ratio | " + " | ".join(
         f"{result['generators'][n]['identity_ratio']:.2f}" for n in names) + " | |")
+    rows.append("| realness CNN | accuracy, real vs generated (0.5: cannot tell) | " + " | ".join(
+        f"{result['generators'][n]['realness']['accuracy']:.3f}" for n in names) + " | |")
+    rows.append("| realness CNN | generated faces it is over 90% sure of | " + " | ".join(
+        f"{result['generators'][n]['realness']['sure_share']:.1%}" for n in names) + " | |")
     text = "\n".join(rows) + "\n"
     for j, r in result["judges"].items():
         text += f"\nJudge `{j}`, accuracy per requested emotion:\n\n| emotion | " + " | ".join(f"`{n}`" for n in names) \
@@ -170,6 +228,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--per-class", type=int, default=500)
     p.add_argument("--first-seed", type=int, default=0, help="faces are drawn from seeds first..first+n-1")
     p.add_argument("--out", default="runs/gan_eval")
+    p.add_argument("--sheet", help="also draw the first generator's fixed-seed sheet (8 emotions x 16 seeds, 96 px) here")
     p.add_argument("--threads", type=int, default=0)
     args = p.parse_args(argv)
     setup_cli(args.threads, "cpu")

@@ -81,6 +81,31 @@ def mean_present(values) -> float:
     return float(np.mean([v for v in values if v is not None]))
 
 
+def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[float, float]:
+    """Improved precision and recall (Kynkaanniemi et al., 2019) in a judge's features (N, D):
+    each set's manifold is the union of balls reaching every sample's k-th nearest neighbour in
+    its own set. Precision: the share of generated samples inside the real manifold (faces that
+    look real); recall: the share of real samples inside the generated one (the real variety covered)."""
+    r, f = torch.from_numpy(np.ascontiguousarray(real)).float(), torch.from_numpy(np.ascontiguousarray(fake)).float()
+
+    def radii(x: torch.Tensor) -> torch.Tensor:  # the k-th neighbour, itself excluded (fewer in a tiny set)
+        return torch.cdist(x, x).kthvalue(min(k, len(x) - 1) + 1, dim=1).values
+
+    d = torch.cdist(f, r)  # (fake, real)
+    precision = (d <= radii(r)[None, :]).any(1).float().mean()
+    recall = (d.T <= radii(f)[None, :]).any(1).float().mean()
+    return float(precision), float(recall)
+
+
+def share_sample(labels: np.ndarray, share: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Indices of a subset of ``labels`` whose classes come in the proportions ``share`` (as large
+    as the scarcest class allows), so a comparison with real faces is not a comparison of class mixes."""
+    counts = np.bincount(labels, minlength=len(share))
+    total = min(counts[c] / share[c] for c in range(len(share)) if share[c] > 0)
+    return np.concatenate([rng.choice(np.flatnonzero(labels == c), int(round(share[c] * total)), replace=False)
+                           for c in range(len(share)) if share[c] > 0 and round(share[c] * total) > 0])
+
+
 def mean_pairwise(x: np.ndarray, limit: int = 500) -> float:
     """Mean Euclidean distance over all pairs of the first ``limit`` rows (0 for fewer than 2)."""
     n = min(len(x), limit)
