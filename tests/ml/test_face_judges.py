@@ -141,7 +141,7 @@ def test_evaluation_reports_every_judge_and_floor(tmp_path, tiny_weights):
         assert a["fd"] != wide["fd"] and a["diversity_min"] < wide["diversity_min"]  # a wider latent varies more
     for name in ("a", "wide"):
         realness = result["generators"][name]["realness"]
-        assert 0 <= realness["accuracy"] <= 1 and 0 <= realness["sure_share"] <= 1 and realness["test_generated"] == 30  # 6 faces of each of the 5 classes PrivateTest has
+        assert 0 <= realness["accuracy"] <= 1 and 0 <= realness["sure_share"] <= 1 and realness["test_generated"] == 30 and realness["test_real"] == 5  # PrivateTest: 5 faces, 5 classes
         assert Image.open(tmp_path / "eval" / f"surest_{name}.png").size[0] > 8 * 96  # 8 faces a row, at 96 px
         for judge in result["judges"].values():
             assert 0 <= judge["generators"][name]["precision"] <= 1 and 0 <= judge["generators"][name]["recall"] <= 1
