@@ -116,6 +116,11 @@ def judge_faces(judge, faces: np.ndarray, real: dict, real_feat: np.ndarray, mix
             "diversity_min": min(diversity.values()), "precision": precision, "recall": recall}
 
 
+def enlarged(faces: np.ndarray, size: int = SHEET_SIZE) -> np.ndarray:
+    """uint8 faces (N, 48, 48) -> (N, size, size), resized with Lanczos as ``/generate?size=`` resizes."""
+    return np.stack([np.asarray(Image.fromarray(f).resize((size, size), Image.LANCZOS)) for f in faces])
+
+
 def realness(path: str, faces: np.ndarray, mixed: np.ndarray, x: np.ndarray, train_x: np.ndarray,
              train_y: np.ndarray, first_seed: int, rng: np.random.Generator, out: Path, name: str) -> dict:
     """The two-sample test: trained on real faces ``train_x`` (of the Training split) and as many
@@ -126,12 +131,12 @@ def realness(path: str, faces: np.ndarray, mixed: np.ndarray, x: np.ndarray, tra
     per_class = int(np.ceil(len(train_x) * share.max()))
     train_faces, _ = draw_faces(path, per_class, first_seed + TRAIN_SEEDS)
     train_mixed = share_sample(np.repeat(np.arange(k), per_class), share, rng)
-    flat = faces.reshape(faces.shape[0] * faces.shape[1], 48, 48)
+    flat = faces.reshape(k * faces.shape[1], 48, 48)
     r = two_sample_test(train_x, train_faces.reshape(k * per_class, 48, 48)[train_mixed], x, flat[mixed])
     surest = flat[mixed][np.argsort(-r.fake_probability, kind="stable")[:32]]
-    big = np.stack([np.asarray(Image.fromarray(f).resize((96, 96), Image.LANCZOS)) for f in surest])
+    big = enlarged(surest)
     rows = -(-len(big) // 8)
-    big = np.concatenate([big, np.full((rows * 8 - len(big), 96, 96), 255, np.uint8)])  # white past the last
+    big = np.concatenate([big, np.full((rows * 8 - len(big), SHEET_SIZE, SHEET_SIZE), 255, np.uint8)])  # white past the last
     plots.image_grid(big, rows, 8).save(out / f"surest_{name}.png")
     return {"accuracy": r.accuracy, "sure_share": r.sure_share, "train_real": len(train_x),
             "train_generated": len(train_mixed), "test_real": len(x), "test_generated": len(mixed)}
@@ -141,7 +146,7 @@ def fixed_seed_sheet(path: str, target: Path) -> None:
     """The 8 emotions (rows; calm is drawn as neutral) by seeds 0-15, each face at 96 px."""
     gen, _ = FaceGenerator.from_checkpoint(path.partition("@")[0])
     faces = gen.render([fer_index(e) for e in EMOTIONS for _ in range(SHEET_SEEDS)], list(range(SHEET_SEEDS)) * len(EMOTIONS))
-    big = np.stack([np.asarray(Image.fromarray(f).resize((SHEET_SIZE, SHEET_SIZE), Image.LANCZOS)) for f in faces])
+    big = enlarged(faces)
     target.parent.mkdir(parents=True, exist_ok=True)
     plots.image_grid(big, len(EMOTIONS), SHEET_SEEDS, row_labels=list(EMOTIONS)).save(target)
 
