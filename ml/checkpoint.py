@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from ml import audio
+from ml.models.editor import Editor, EditorConfig
 from ml.models.baseline_gan import (BaselineDiscriminator, BaselineDiscriminatorConfig, BaselineGenerator,
                                     BaselineGeneratorConfig)
 from ml.models.fer_classifier import FERClassifier, FERClassifierConfig
@@ -43,6 +44,7 @@ ARCHITECTURES: dict[str, tuple[type[nn.Module], type]] = {
     "cgan-generator": (Generator, GeneratorConfig),
     "cgan-discriminator": (Discriminator, DiscriminatorConfig),
     "fer-classifier": (FERClassifier, FERClassifierConfig),
+    "expression-editor": (Editor, EditorConfig),
     "baseline-generator": (BaselineGenerator, BaselineGeneratorConfig),
     "baseline-discriminator": (BaselineDiscriminator, BaselineDiscriminatorConfig),
 }

@@ -126,6 +126,43 @@ def standing_stats(generator: torch.nn.Module, batch: int = 256, batches: int = 
     generator.eval()
 
 
+def bce(logits: torch.Tensor, real: bool) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, float(real)))
+
+
+def discriminator_loss(netD: Discriminator, real: torch.Tensor, y_real: torch.Tensor, fake: torch.Tensor,
+                       y_fake: torch.Tensor, aux: float, r1: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """D's loss: real faces scored real and ``fake`` (detached here) fake, each for its class; with
+    ``aux``, plus classifying the real faces through the class projection; with ``r1``, plus
+    StyleGAN2's lazy R1 penalty on D's gradient at the real faces (pass it every R1_EVERY-th
+    step). Returns the loss and the two batches' scores. Shared by the face GAN and the editor."""
+    if aux:
+        h_real = netD.features(real)
+        d_real = netD.score(h_real, y_real)
+    else:
+        d_real = netD(real, y_real)
+    d_fake = netD(fake.detach(), y_fake)
+    errD = bce(d_real, True) + bce(d_fake, False)
+    if aux:
+        errD = errD + 2 * aux * F.cross_entropy(netD.class_logits(h_real), y_real)
+    if r1:
+        real_r1 = real.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(netD(real_r1, y_real).sum(), real_r1, create_graph=True)
+        errD = errD + R1_EVERY * r1 / 2 * grad.pow(2).sum(dim=(1, 2, 3)).mean()
+    return errD, d_real, d_fake
+
+
+def generator_loss(netD: Discriminator, fake: torch.Tensor, y_fake: torch.Tensor, aux: float,
+                   aux_margin: float = 0.0) -> torch.Tensor:
+    """G's adversarial loss (non-saturating) for ``fake`` as class ``y_fake``; with ``aux``, plus D
+    classifying them as asked (each face's cross-entropy counted above ``aux_margin``)."""
+    if not aux:
+        return bce(netD(fake, y_fake), True)
+    h_fake = netD.features(fake)
+    ce = F.cross_entropy(netD.class_logits(h_fake), y_fake, reduction="none")
+    return bce(netD.score(h_fake, y_fake), True) + aux * F.relu(ce - aux_margin).mean()
+
+
 def build(recipe: Recipe, device: torch.device) -> tuple[torch.nn.Module, torch.nn.Module]:
     if recipe.model == "baseline":
         return (BaselineGenerator(BaselineGeneratorConfig(base_channels=recipe.channels)).to(device),
@@ -191,9 +228,6 @@ def main(argv: list[str] | None = None) -> dict:
         grid.save(out / "samples" / f"step_{step:06d}.png")
         grid.save(out / "samples" / "latest.png")
 
-    def bce(logits: torch.Tensor, real: bool) -> torch.Tensor:
-        return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, float(real)))
-
     steps_per_epoch = max(1, len(labels) // recipe.batch_size)
     end = 1 if args.dry_run else min(args.steps or recipe.phases[-1].until, recipe.phases[-1].until)
     sums, count, t0, last_save = np.zeros(len(history)), 0, time.time(), time.time()
@@ -213,30 +247,14 @@ def main(argv: list[str] | None = None) -> dict:
         fake = netG(z, y_fake)
 
         # (1) update D: real faces scored real, generated ones fake; plus classifying real faces, and lazy R1
-        if phase.aux:
-            h_real = netD.features(real)
-            d_real = netD.score(h_real, y_real)
-        else:
-            d_real = netD(real, y_real)
-        d_fake = netD(fake.detach(), y_fake)
-        errD = bce(d_real, True) + bce(d_fake, False)
-        if phase.aux:
-            errD = errD + 2 * phase.aux * F.cross_entropy(netD.class_logits(h_real), y_real)
-        if recipe.r1 and step % R1_EVERY == 0:  # StyleGAN2's lazy R1: penalise D's gradient on real faces
-            real_r1 = real.detach().requires_grad_(True)
-            (grad,) = torch.autograd.grad(netD(real_r1, y_real).sum(), real_r1, create_graph=True)
-            errD = errD + R1_EVERY * recipe.r1 / 2 * grad.pow(2).sum(dim=(1, 2, 3)).mean()
+        errD, d_real, d_fake = discriminator_loss(netD, real, y_real, fake, y_fake, phase.aux,
+                                                  recipe.r1 if step % R1_EVERY == 0 else 0.0)
         optD.zero_grad(set_to_none=True)
         errD.backward()
         optD.step()
 
         # (2) update G: its faces scored real, for the class asked; plus D classifying them as asked
-        if phase.aux:
-            h_fake = netD.features(fake)
-            ce = F.cross_entropy(netD.class_logits(h_fake), y_fake, reduction="none")
-            errG = bce(netD.score(h_fake, y_fake), True) + phase.aux * F.relu(ce - phase.aux_margin).mean()
-        else:
-            errG = bce(netD(fake, y_fake), True)
+        errG = generator_loss(netD, fake, y_fake, phase.aux, phase.aux_margin)
         optG.zero_grad(set_to_none=True)
         errG.backward()
         optG.step()

@@ -4,8 +4,9 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
-from ml import checkpoint, codecs, train_gan, train_ser
+from ml import checkpoint, codecs, train_editor, train_gan, train_ser
 from ml.augment import perturbations
 from tests.conftest import DATA, tiny_fer_csv
 
@@ -32,6 +33,28 @@ def test_gan_dry_run(tmp_path):
     assert loaded.meta["metrics"] == {"steps": 1, "recipe": "emoface", "phase": 1}
     assert loaded.model.config.base_channels == train_gan.RECIPES["emoface"].channels
     assert json.loads((tmp_path / "run" / "history.json").read_text())["step"] == 1
+
+
+def test_editor_dry_run_and_resume(tmp_path, monkeypatch):
+    """A warm-up step and a full step of the shipped recipe, every output loadable and editing; a
+    run stopped by --steps goes on from last.pt to the same end as one run straight through."""
+    csv = tiny_fer_csv(tmp_path / "fer.csv", gz=False)
+    train_editor.main(["--data", str(csv), "--out", str(tmp_path / "dry"), "--dry-run"])
+    for name in ("editor.pt", "last.pt", "losses.png", "history.json", "samples/latest.png", "samples/step_000002.png"):
+        assert (tmp_path / "dry" / name).exists(), name
+    loaded = checkpoint.load(tmp_path / "dry" / "editor.pt", arch="expression-editor")
+    assert loaded.meta["data"]["faces"] == 14 and loaded.meta["metrics"] == {"steps": 2}
+    x = torch.zeros(2, 1, 48, 48)
+    assert loaded.model(x, torch.tensor([0, 3])).shape == x.shape
+
+    monkeypatch.setattr(train_editor, "RECIPE", train_editor.EditorRecipe(
+        steps=4, batch_size=4, warmup=1, mask_ramp=2, channels=4, res_blocks=1))
+    args = ["--data", str(csv), "--save-every-min", "0"]
+    train_editor.main([*args, "--out", str(tmp_path / "straight")])
+    train_editor.main([*args, "--out", str(tmp_path / "resumed"), "--steps", "2"])
+    train_editor.main([*args, "--out", str(tmp_path / "resumed")])
+    a, b = (checkpoint.load(tmp_path / run / "editor.pt").model.state_dict() for run in ("straight", "resumed"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_the_shipped_recipe_holds_the_phases_of_the_run_that_made_the_file():
