@@ -8,6 +8,8 @@
         open("face.png", "wb").write(face.png)
         print(emoface.emotion("clip.wav").probabilities)
         happy = emoface.generate("happy", seed=7, size=128)
+        mine = emoface.edit("me.jpg", "surprised")             # your photo, its face edited; PNG bytes in .png
+        me = emoface.speech_to_face("clip.wav", photo="me.jpg")  # your photo, edited to the emotion heard
 
     async with AsyncClient("http://localhost:8000") as emoface:   # the same methods, awaited
         result = await emoface.emotion("clip.wav")
@@ -35,6 +37,7 @@ from typing import IO, Any, Union
 import httpx
 
 Audio = Union[str, os.PathLike, bytes, IO[bytes]]
+Photo = Audio  # a path, bytes or an open binary file too
 
 
 class EmofaceError(Exception):
@@ -60,7 +63,7 @@ class Emotion:
 class Face:
     png: bytes
     emotion: str
-    seed: int
+    seed: int | None  # None when the face is your photo's (/edit, or /speech-to-face with ``photo``)
     confidence: float | None = None  # /speech-to-face only: the probability of ``emotion``
 
 
@@ -77,14 +80,22 @@ class LiveAnswer:
     dropped: int = 0  # hops the server skipped since the last answer, while it was busy
 
 
-def _upload(audio: Audio) -> dict[str, Any]:
-    """The multipart field ``file`` for a path, bytes or an open binary file."""
-    if isinstance(audio, (str, os.PathLike)):
-        path = Path(audio)
-        return {"files": {"file": (path.name, path.read_bytes())}}
-    if isinstance(audio, bytes):
-        return {"files": {"file": ("audio", audio)}}
-    return {"files": {"file": (Path(getattr(audio, "name", "audio")).name, audio.read())}}
+def _part(content: Audio, default_name: str) -> tuple[str, bytes]:
+    """(file name, bytes) of a path, bytes or an open binary file."""
+    if isinstance(content, (str, os.PathLike)):
+        path = Path(content)
+        return path.name, path.read_bytes()
+    if isinstance(content, bytes):
+        return default_name, content
+    return Path(getattr(content, "name", default_name)).name, content.read()
+
+
+def _upload(audio: Audio | None = None, photo: Photo | None = None) -> dict[str, Any]:
+    """The multipart fields ``file`` (the recording) and ``photo``, those given."""
+    files = {"file": _part(audio, "audio")} if audio is not None else {}
+    if photo is not None:
+        files["photo"] = _part(photo, "photo")
+    return {"files": files}
 
 
 def _checked(response: httpx.Response) -> httpx.Response:
@@ -108,7 +119,8 @@ def _emotion(response: httpx.Response) -> Emotion:
 def _face(response: httpx.Response) -> Face:
     response = _checked(response)
     confidence = response.headers.get("x-emotion-confidence")
-    return Face(png=response.content, emotion=response.headers["x-emotion"], seed=int(response.headers["x-seed"]),
+    seed = response.headers.get("x-seed")
+    return Face(png=response.content, emotion=response.headers["x-emotion"], seed=int(seed) if seed else None,
                 confidence=float(confidence) if confidence is not None else None)
 
 
@@ -134,9 +146,14 @@ class Client:
         """Which of the 8 emotions the recording carries, with every probability."""
         return _emotion(self.http.post("/emotion", **_upload(audio)))
 
-    def speech_to_face(self, audio: Audio, *, seed: int | None = None, size: int = 48) -> Face:
-        """The recording's emotion drawn as a face; without ``seed`` the recording's bytes choose it."""
-        return _face(self.http.post("/speech-to-face", params=_face_params(seed, size), **_upload(audio)))
+    def speech_to_face(self, audio: Audio, *, seed: int | None = None, size: int = 48, photo: Photo | None = None) -> Face:
+        """The recording's emotion drawn as a face; without ``seed`` the recording's bytes choose it.
+        With ``photo``, the face is that photo's, edited to the emotion heard (same size; no seed)."""
+        return _face(self.http.post("/speech-to-face", params=_face_params(seed, size), **_upload(audio, photo)))
+
+    def edit(self, photo: Photo, emotion: str) -> Face:
+        """``photo`` with its face's expression changed to ``emotion``: the same size, as a PNG."""
+        return _face(self.http.post("/edit", params={"emotion": emotion}, **_upload(photo=photo)))
 
     def generate(self, emotion: str, *, seed: int | None = None, size: int = 48, count: int = 1) -> Face:
         """A face (or a grid of ``count``) showing ``emotion``; the same arguments give the same PNG."""
@@ -164,8 +181,12 @@ class AsyncClient:
     async def emotion(self, audio: Audio) -> Emotion:
         return _emotion(await self.http.post("/emotion", **_upload(audio)))
 
-    async def speech_to_face(self, audio: Audio, *, seed: int | None = None, size: int = 48) -> Face:
-        return _face(await self.http.post("/speech-to-face", params=_face_params(seed, size), **_upload(audio)))
+    async def speech_to_face(self, audio: Audio, *, seed: int | None = None, size: int = 48,
+                             photo: Photo | None = None) -> Face:
+        return _face(await self.http.post("/speech-to-face", params=_face_params(seed, size), **_upload(audio, photo)))
+
+    async def edit(self, photo: Photo, emotion: str) -> Face:
+        return _face(await self.http.post("/edit", params={"emotion": emotion}, **_upload(photo=photo)))
 
     async def generate(self, emotion: str, *, seed: int | None = None, size: int = 48, count: int = 1) -> Face:
         return _face(await self.http.get("/generate", params=_generate_params(emotion, seed, size, count)))

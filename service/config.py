@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     device: str = Field("auto", description="auto (CUDA if present, else CPU), cpu, cuda, cuda:N")
     ser_weights: Path = WEIGHTS_DIR / "ser.pt"
     generator_weights: Path = WEIGHTS_DIR / "generator.pt"
+    editor_weights: Path = WEIGHTS_DIR / "editor.pt"
     max_body_mb: float = Field(25.0, gt=0, description="largest accepted request body")
     max_audio_s: float = Field(60.0, gt=0, description="longest accepted recording")
     max_batch_size: int = Field(64, ge=1, le=1024, description="largest micro-batch per forward pass")
@@ -37,6 +38,10 @@ class Settings(BaseSettings):
     max_queue_faces: int = Field(1024, ge=1, description="face work admitted at once, in single-48px-face units "
                                                          "(a 16-face grid of 1024px costs about 100); more get 503")
     max_decodes: int = Field(0, ge=0, description="recordings decoded at once (0 = one per CPU core)")
+    max_queue_photos: int = Field(16, ge=1, description="photos admitted at once (decoding, queued or being "
+                                                        "edited); more get 503 with Retry-After")
+    max_edits: int = Field(0, ge=0, description="photos decoded and edited at once, each up to 16.8 megapixels "
+                                                "(about 150 MB at the largest; 0 = one per CPU core)")
     queue_timeout_s: float = Field(20.0, gt=0, description="a request still queued after this long gets 503 "
                                                            "instead of being run")
     body_timeout_s: float = Field(10.0, gt=0, description="longest wait for the next piece of a request body "

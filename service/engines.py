@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ml.audio import SAMPLE_RATE
+from ml.edit import ExpressionEditor
 from ml.generate import FaceGenerator
 from ml.recognize import EmotionRecognizer, SpeakerNorm
 from ml.runtime import select_device
@@ -23,7 +24,7 @@ from service.decoding import Decoder
 from service.admission import Budget, Drain, StreamTable
 from service.inference import InvalidOutput, MicroBatcher, render_items, timed
 from service.metrics import Metrics
-from service.models import FaceModel, SpeechModel
+from service.models import FaceModel, PhotoModel, SpeechModel
 from service.schemas import ModelCard
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ class Engines:
     decoder: Decoder  # recordings decoded at once: libsndfile and FFmpeg slots, bounded apart
     speech: SpeechModel  # what the routes and the live stream call: decode, predict, encode
     face: FaceModel
+    photos: Budget  # photos admitted at once: decoding, queued or being edited
+    photo: PhotoModel
     drain: Drain
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     streams: StreamTable = field(default_factory=lambda: StreamTable(0, 0, 0.0))  # live WebSocket streams
@@ -71,9 +74,11 @@ def load_engines(settings: Settings, metrics: Metrics, drain: Drain | None = Non
     # the SER's encoder runs on the device (int8 on a CPU, float32 on CUDA; ml.recognize): /ready says where
     (recognizer, ser_loaded), ser_s = timed(lambda: EmotionRecognizer.from_checkpoint(settings.ser_weights, device))
     (generator, gen_loaded), gen_s = timed(lambda: FaceGenerator.from_checkpoint(settings.generator_weights, device))
+    (editor, edit_loaded), edit_s = timed(lambda: ExpressionEditor.from_checkpoint(settings.editor_weights))
     models = [_info("ser", settings.ser_weights, ser_loaded, ser_s, recognizer.device),
-              _info("generator", settings.generator_weights, gen_loaded, gen_s, generator.device)]
-    for m, path in zip(models, (settings.ser_weights, settings.generator_weights), strict=True):
+              _info("generator", settings.generator_weights, gen_loaded, gen_s, generator.device),
+              _info("editor", settings.editor_weights, edit_loaded, edit_s, torch.device("cpu"))]
+    for m, path in zip(models, (settings.ser_weights, settings.generator_weights, settings.editor_weights), strict=True):
         # the log (the operator's) names the full path; /ready (anyone's) only the file name
         log.info("loaded %s from %s sha256=%s device=%s parameters=%d in %.3fs", m.name, path, m.sha256, m.device,
                  m.parameters, m.load_seconds)
@@ -94,10 +99,12 @@ def load_engines(settings: Settings, metrics: Metrics, drain: Drain | None = Non
                       memory_bytes=int(settings.decode_memory_mb * 1024 * 1024))
     streams = StreamTable(settings.max_streams, settings.stream_max_per_client, settings.stream_min_rate)
     clips, face_work = Budget("emotion", settings.max_queue_clips), Budget("face", settings.max_queue_faces)
-    metrics.watch({b.name: (lambda b=b: (b.used, b.capacity)) for b in (clips, face_work)},
+    photos = Budget("photo", settings.max_queue_photos)
+    metrics.watch({b.name: (lambda b=b: (b.used, b.capacity)) for b in (clips, face_work, photos)},
                   lambda: (len(streams.slots), streams.capacity))
     return Engines(settings, device, ser, faces, models, clips=clips, face_work=face_work, decoder=decoder,
                    speech=SpeechModel(decoder, ser, settings.max_audio_s, recognizer.speaker), face=FaceModel(faces),
+                   photos=photos, photo=PhotoModel(editor, settings.max_edits or cores),
                    drain=drain or Drain(), streams=streams)
 
 
@@ -108,5 +115,6 @@ async def warm_up(engines: Engines) -> None:
     wave = (0.1 * rng.standard_normal(4 * SAMPLE_RATE)).astype(np.float32)  # a 4 s clip
     await engines.ser.run_direct([(wave, None)])
     await engines.faces.run_direct([(0, 0, 48)])
+    engines.photo.editor.edit_crops(np.full((1, 48, 48), 128, np.float32), [0])
     engines.ready.set()
     log.info("warm-up done in %.3fs; ready", time.perf_counter() - t0)

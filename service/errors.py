@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from ml import audio
+from ml import audio, photo
 from ml.labels import UnknownEmotionError
 from service.admission import ClientGone, ShuttingDown
 from service.inference import DeadlineExceeded, InvalidOutput, Overloaded
@@ -66,6 +66,19 @@ _AUDIO_PROBLEMS: dict[type[Exception], tuple[int, str, str]] = {
 
 _AUDIO_DEFAULT = (422, "unusable-audio", "Audio cannot be used")
 
+#: ml.photo exceptions -> (status, slug, title), as for audio: 415 when the bytes are not a photo we
+#: decode, 413 when it is too large, 422 when it decodes but cannot be edited.
+_PHOTO_PROBLEMS: dict[type[Exception], tuple[int, str, str]] = {
+    photo.UndecodableImageError: (415, "undecodable-image", "Photo is not a decodable JPEG, PNG or WebP image"),
+    photo.TruncatedImageError: (415, "truncated-image", "Photo data is incomplete"),
+    photo.ImageTooLargeError: (413, "image-too-large", "Photo has too many pixels"),
+    photo.ImageTooSmallError: (422, "image-too-small", "Photo too small"),
+    photo.UnsupportedImageError: (422, "unsupported-image", "Photo of a kind that is not edited"),
+    photo.BadOrientationError: (422, "invalid-orientation", "Photo has an invalid EXIF orientation"),
+    photo.NoFaceError: (422, "no-face", "No face found in the photo"),
+}
+_PHOTO_DEFAULT = (422, "unusable-image", "Photo cannot be used")
+
 
 def problem_response(status: int, slug: str, title: str, detail: str, instance: str | None = None,
                      headers: dict[str, str] | None = None, **extra: object) -> JSONResponse:
@@ -93,6 +106,11 @@ def install(app: FastAPI) -> None:
     async def _audio(request: Request, exc: audio.AudioError) -> JSONResponse:
         # Any AudioError is the client's audio: one without its own entry is still a 422, never a 500.
         status, slug, title = next((v for k, v in _AUDIO_PROBLEMS.items() if isinstance(exc, k)), _AUDIO_DEFAULT)
+        return problem_response(status, slug, title, str(exc), request.url.path)
+
+    @app.exception_handler(photo.PhotoError)
+    async def _photo(request: Request, exc: photo.PhotoError) -> JSONResponse:
+        status, slug, title = next((v for k, v in _PHOTO_PROBLEMS.items() if isinstance(exc, k)), _PHOTO_DEFAULT)
         return problem_response(status, slug, title, str(exc), request.url.path)
 
     @app.exception_handler(UnknownEmotionError)

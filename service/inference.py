@@ -218,6 +218,16 @@ def encode_png(faces: np.ndarray, size: int) -> bytes:
     return buf.getvalue()
 
 
+def encode_photo(rgb: np.ndarray) -> bytes:
+    """(H, W, 3) uint8 -> PNG bytes, zlib level 1: a 12-megapixel portrait (4000x3000, enlarged
+    from a London-set photo) encoded in 0.74 s and 4.4 MB, against 1.63 s and 3.4 MB at Pillow's
+    default level 6 (2026-12-06, this project's 2-core machine, beside a training job).
+    Deterministic like :func:`encode_png`."""
+    buf = io.BytesIO()
+    Image.fromarray(rgb, mode="RGB").save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
 def render_items(generator, items: list[tuple[int, int, int | None]]) -> list[np.ndarray | bytes]:
     """The generator batcher's work: one forward pass for every (class, seed, size) item.
 

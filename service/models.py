@@ -7,6 +7,7 @@ lifetime (admission, the guard, the drain)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from typing import BinaryIO
 
@@ -14,10 +15,12 @@ import anyio
 import numpy as np
 
 from ml.decoding import DecodedAudio
+from ml.edit import ExpressionEditor, FaceFinder, edit_photo
 from ml.labels import fer_index
+from ml.photo import Photo, load_photo
 from ml.recognize import SpeakerNorm
 from service.decoding import Decoder
-from service.inference import MicroBatcher, emotion_fields, encode_png, face_fields, seed_from_digest
+from service.inference import MicroBatcher, emotion_fields, encode_photo, encode_png, face_fields, seed_from_digest
 
 #: A single face up to this size is PNG-encoded on the generator's thread (one thread hop);
 #: larger ones and grids are encoded on a worker thread, so they never hold up the next batch.
@@ -69,3 +72,35 @@ class FaceModel:
     @staticmethod
     def encode_response(png: bytes, seed: int) -> dict:
         return face_fields(png, seed)
+
+
+class PhotoModel:
+    """The expression editor: an uploaded photo and an emotion in, the photo edited to it out (PNG).
+
+    Decoding, finding the face, editing and encoding run on worker threads, at most ``max_edits``
+    at once (each holds up to :data:`ml.photo.MAX_PIXELS` of RGB); OpenCV's cascades are not
+    thread-safe, so each thread has its own :class:`~ml.edit.FaceFinder`. The photo lives in
+    memory only, for the request's lifetime."""
+
+    def __init__(self, editor: ExpressionEditor, max_edits: int) -> None:
+        self.editor = editor
+        self.limiter = anyio.CapacityLimiter(max_edits)
+        self._local = threading.local()
+
+    def _finder(self) -> FaceFinder:
+        if not hasattr(self._local, "finder"):
+            self._local.finder = FaceFinder()
+        return self._local.finder
+
+    async def decode_request(self, file: BinaryIO) -> Photo:
+        """An uploaded photo -> upright RGB pixels (:class:`ml.photo.PhotoError` naming what is wrong)."""
+        return await anyio.to_thread.run_sync(load_photo, file, limiter=self.limiter)
+
+    def _edit(self, photo: Photo, emotion: str) -> bytes:
+        edited, _ = edit_photo(self.editor, self._finder(), photo.rgb, emotion, photo.orientation, inplace=True)
+        photo.rgb = None  # edited in place: the photo is used once
+        return encode_photo(edited)
+
+    async def predict(self, photo: Photo, emotion: str) -> bytes:
+        """PNG bytes: the photo, same size, its largest face edited to ``emotion``."""
+        return await anyio.to_thread.run_sync(self._edit, photo, emotion, limiter=self.limiter)

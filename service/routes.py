@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import secrets
 import tempfile
+from contextlib import ExitStack
 from typing import Annotated, BinaryIO
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 
 from ml import audio
 from ml.labels import normalize_emotion
+from ml.photo import Photo
 from service.admission import Guard, ShuttingDown
 from service.config import STATIC_DIR
 from service.deps import Auth, Guarded, Models
@@ -65,17 +67,21 @@ def face_cost(count: int, size: int) -> float:
     return count * (1 + size * size / 200_000)
 
 
-async def read_audio(request: Request) -> BinaryIO:
+async def read_audio(request: Request, photo: bool = False) -> tuple[BinaryIO, BinaryIO | None]:
     """The uploaded recording as a file: multipart field ``file`` (spooled by the form parser), or
-    a raw ``audio/*`` (or ``video/*``) body spooled here. Either way, over :data:`SPOOL_BYTES` it lives on disk."""
+    a raw ``audio/*`` (or ``video/*``) body spooled here. Either way, over :data:`SPOOL_BYTES` it lives on disk.
+    With ``photo``, also the multipart field ``photo`` when it is there (else None)."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    picture: BinaryIO | None = None
     if ctype == "multipart/form-data":
-        form = await request.form(max_files=1, max_fields=8)
+        form = await request.form(max_files=2 if photo else 1, max_fields=8)
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             fields = ", ".join(repr(k) for k in form.keys()) or "none"
             raise Problem(422, "invalid-parameter", "Invalid parameter",
                           f"file: multipart field 'file' with the recording is required (got fields: {fields})")
+        if photo and "photo" in form:
+            picture = form_photo(form)
         file: BinaryIO = upload.file
         empty = not upload.size
     elif ctype.startswith(("audio/", "video/")) or ctype == "application/octet-stream":  # video/*: its sound track
@@ -89,21 +95,39 @@ async def read_audio(request: Request) -> BinaryIO:
     if empty:
         file.close()
         raise audio.EmptyAudioError("the uploaded recording is empty (0 bytes)")
-    return file
+    return file, picture
 
 
-async def recognise(request: Request, engines: Engines, guard: Guard) -> tuple[int, dict]:
-    """The seed the upload's bytes give, and its /emotion result fields."""
+def form_photo(form: FormData) -> BinaryIO:
+    """The multipart field ``photo`` as a file (422 when it is a plain text field)."""
+    upload = form.get("photo")
+    if not isinstance(upload, UploadFile):
+        raise Problem(422, "invalid-parameter", "Invalid parameter",
+                      "photo: multipart field 'photo' must be a file (JPEG, PNG or WebP)")
+    return upload.file
+
+
+async def recognise(request: Request, engines: Engines, guard: Guard,
+                    photos: ExitStack | None = None) -> tuple[int, dict, Photo | None]:
+    """The seed the upload's bytes give, and its /emotion result fields. With ``photos``, a photo
+    uploaded beside the recording is admitted (into that stack, so it stays admitted until the
+    caller's edit is done) and decoded first, so a bad photo is refused before the audio is heard."""
     speech = engines.speech
+    picture = None
     with engines.clips.admit(1, engines.drain):
-        file = await guard.run(read_audio(request))
+        file, photo_file = await guard.run(read_audio(request, photo=photos is not None))
         try:
+            if photo_file is not None and photos is not None:
+                photos.enter_context(engines.photos.admit(1, engines.drain))
+                picture = await guard.run(engines.photo.decode_request(photo_file))
             guard.watch_disconnect()
             decoded, seed = await guard.run(speech.decode_request(file))
         finally:
             file.close()
+            if photo_file is not None:
+                photo_file.close()
         probs = await guard.run(speech.predict(decoded.samples))
-    return seed, speech.encode_response(probs, decoded)
+    return seed, speech.encode_response(probs, decoded), picture
 
 
 async def draw(engines: Engines, guard: Guard, emotion: str, seed: int, size: int, count: int = 1) -> bytes:
@@ -143,7 +167,7 @@ async def index() -> FileResponse:
              openapi_extra=AUDIO_BODY, responses=AUDIO_ERRORS)
 async def emotion(request: Request, engines: Models, guard: Guarded) -> dict:
     """Which emotion does this recording carry? One of the 8 RAVDESS emotions, with probabilities."""
-    _, result = await recognise(request, engines, guard)
+    _, result, _ = await recognise(request, engines, guard)
     return result
 
 
@@ -177,11 +201,67 @@ async def speech_to_face(request: Request, engines: Models, guard: Guarded, seed
     """Recognise the emotion of a recording and draw a face showing it. Without `seed`, the seed comes from
     the audio content, so the same recording always gives the same face. `Accept: application/json`
     returns the /emotion fields plus `seed` and `image_png_base64`."""
-    content_seed, result = await recognise(request, engines, guard)
-    seed = content_seed if seed is None else seed
-    png = await draw(engines, guard, result["emotion"], seed, size)
-    headers = {"X-Emotion": result["emotion"], "X-Emotion-Confidence": f"{result['confidence']:.6f}", "X-Seed": str(seed)}
+    with ExitStack() as photos:
+        content_seed, result, picture = await recognise(request, engines, guard, photos)
+        headers = {"X-Emotion": result["emotion"], "X-Emotion-Confidence": f"{result['confidence']:.6f}"}
+        if picture is not None:  # the face is the uploaded photo's, edited; there is no seed
+            png = await guard.run(engines.photo.predict(picture, result["emotion"]))
+            seed = None
+        else:
+            seed = content_seed if seed is None else seed
+            png = await draw(engines, guard, result["emotion"], seed, size)
+            headers["X-Seed"] = str(seed)
     if "application/json" in request.headers.get("accept", ""):
         body = {**result, **engines.face.encode_response(png, seed)}
         return JSONResponse(body, headers=headers)
     return Response(png, media_type="image/png", headers=headers)
+
+
+PHOTO_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "A photo with a face: multipart/form-data with the image in field `photo`. JPEG, PNG or "
+                       "WebP; 8-bit RGB or greyscale, still, opaque; 48 px to 16.8 megapixels; EXIF orientation "
+                       "applied. The largest frontal face is edited.",
+        "content": {"multipart/form-data": {"schema": {"type": "object", "required": ["photo"],
+                                                       "properties": {"photo": {"type": "string", "format": "binary"}}}}},
+    }
+}
+PHOTO_ERRORS = {
+    **{k: v for k, v in AUDIO_ERRORS.items() if k in (400, 401, 408, 503)},
+    413: {"description": "body over the size limit, or a photo over 16.8 megapixels", **PROBLEM},
+    415: {"description": "not a JPEG, PNG or WebP image, or one that cannot be decoded", **PROBLEM},
+    422: {"description": "invalid parameter; no face found; a photo too small, animated, CMYK, 16-bit, "
+                         "transparent or with an invalid EXIF orientation", **PROBLEM},
+}
+
+
+@router.post("/edit", tags=["models"], dependencies=Auth, openapi_extra=PHOTO_BODY, response_class=Response,
+             responses={200: {"content": {"image/png": {}}, "description": "the photo, same size, edited"}, **PHOTO_ERRORS})
+async def edit(
+    request: Request,
+    engines: Models,
+    guard: Guarded,
+    emotion: Annotated[str, Query(description="the expression to give the face; as for /generate", examples=["happy"])],
+) -> Response:
+    """Change the expression of the face in a photo to `emotion`: the same photo, same size, as a
+    PNG. Only the face changes; the photo is kept in memory for the request only, never stored."""
+    name = normalize_emotion(emotion)
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "multipart/form-data":
+        raise Problem(415, "unsupported-media-type", "Unsupported media type",
+                      f"send multipart/form-data with the photo in field 'photo', not {ctype or 'no Content-Type'!r}")
+    with engines.photos.admit(1, engines.drain):
+        form = await guard.run(request.form(max_files=1, max_fields=8))
+        if "photo" not in form:
+            fields = ", ".join(repr(k) for k in form.keys()) or "none"
+            raise Problem(422, "invalid-parameter", "Invalid parameter",
+                          f"photo: multipart field 'photo' with the image is required (got fields: {fields})")
+        file = form_photo(form)
+        try:
+            guard.watch_disconnect()
+            picture = await guard.run(engines.photo.decode_request(file))
+        finally:
+            file.close()
+        png = await guard.run(engines.photo.predict(picture, name))
+    return Response(png, media_type="image/png", headers={"X-Emotion": name})

@@ -20,7 +20,8 @@ class EmotionResult(BaseModel):
 
 
 class SpeechToFaceResult(EmotionResult):
-    seed: int = Field(..., description="seed of the face", examples=[1234])
+    seed: int | None = Field(..., description="seed of the face; null when the face is the uploaded photo's",
+                             examples=[1234])
     image_png_base64: str = Field(..., description="the face as a base64 PNG")
 
 

@@ -1,5 +1,6 @@
 // Emoface demo page: record (encoded to 16-bit WAV here), or upload, then POST to /speech-to-face
-// with Accept: application/json; or go live: the microphone's 16-bit PCM over a WebSocket to
+// with Accept: application/json (with the chosen photo, when "on my photo" is ticked); a photo, from
+// a file or a webcam snapshot, edited by /edit; or go live: the microphone's 16-bit PCM over a WebSocket to
 // /ws/speech-to-face, with a face and bars that follow the voice about once a second.
 "use strict";
 const EMOTIONS = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"];
@@ -46,6 +47,8 @@ async function analyse(blob, filename) {
   setStatus("Listening…");
   const form = new FormData();
   form.append("file", blob, filename);
+  const onPhoto = $("use-photo").checked && photo;
+  if (onPhoto) form.append("photo", photo.blob, photo.name);
   const response = await fetch("/speech-to-face?size=192", {
     method: "POST", body: form, headers: headers({ Accept: "application/json" }),
   });
@@ -55,7 +58,8 @@ async function analyse(blob, filename) {
     return;
   }
   const r = await response.json();
-  showResult(r, `seed ${r.seed} · ${r.duration_s.toFixed(2)} s at ${r.sample_rate} Hz`);
+  const who = onPhoto ? `your photo, edited to ${r.emotion}` : `seed ${r.seed}`;
+  showResult(r, `${who} · ${r.duration_s.toFixed(2)} s at ${r.sample_rate} Hz`);
   setStatus("Done.");
 }
 
@@ -158,6 +162,62 @@ async function toggleLive() {
   }
 }
 
+// --- your photo: a file or a webcam snapshot, edited by /edit or used by /speech-to-face ---
+let photo = null;  // { blob, name }
+function setPhoto(blob, name) {
+  photo = { blob, name };
+  $("photo-before").src = URL.createObjectURL(blob);
+  $("photo-after").removeAttribute("src");
+  $("photo-result").hidden = true;
+  $("edit").disabled = false;
+  $("use-photo").disabled = false;
+  $("use-photo").checked = true;
+  $("photo-status").textContent = `Photo: ${name}. Edit it, or record speech above to edit it to the emotion heard.`;
+  $("photo-status").classList.remove("error");
+}
+
+async function editPhoto() {
+  if (!photo) return;
+  const emotion = $("edit-emotion").value;
+  const form = new FormData();
+  form.append("photo", photo.blob, photo.name);
+  $("photo-status").textContent = "Editing…";
+  const response = await fetch(`/edit?emotion=${encodeURIComponent(emotion)}`, { method: "POST", body: form, headers: headers() });
+  if (!response.ok) {
+    $("photo-result").hidden = true;  // a previous edit is not this photo's
+    $("photo-status").textContent = await problemText(response);
+    $("photo-status").classList.add("error");
+    return;
+  }
+  $("photo-after").src = URL.createObjectURL(await response.blob());
+  $("photo-caption").textContent = `edited to ${response.headers.get("X-Emotion")}`;
+  $("photo-result").hidden = false;
+  $("photo-status").textContent = "Done.";
+  $("photo-status").classList.remove("error");
+}
+
+let camera = null;
+async function toggleWebcam() {
+  if (camera) { camera.getTracks().forEach((t) => t.stop()); camera = null; $("camera").hidden = true; $("snap").hidden = true; $("webcam").textContent = "Webcam"; return; }
+  try {
+    camera = await navigator.mediaDevices.getUserMedia({ video: true });
+    $("camera").srcObject = camera;
+    $("camera").hidden = false; $("snap").hidden = false; $("webcam").textContent = "Close webcam";
+  } catch (err) {
+    $("photo-status").textContent = `Webcam unavailable: ${err.message}`;
+    $("photo-status").classList.add("error");
+  }
+}
+
+function snapshot() {
+  const video = $("camera");
+  const canvas = document.createElement("canvas");
+  canvas.width = video.videoWidth; canvas.height = video.videoHeight;
+  canvas.getContext("2d").drawImage(video, 0, 0);
+  canvas.toBlob((blob) => { if (blob) setPhoto(blob, "webcam.png"); }, "image/png");
+  toggleWebcam();
+}
+
 async function generate(event) {
   event.preventDefault();
   const params = new URLSearchParams({
@@ -171,6 +231,11 @@ async function generate(event) {
 }
 
 for (const e of EMOTIONS) $("gen-emotion").add(new Option(e, e, e === "happy", e === "happy"));
+for (const e of EMOTIONS) $("edit-emotion").add(new Option(e, e, e === "happy", e === "happy"));
+$("photo-file").addEventListener("change", (e) => { const f = e.target.files[0]; if (f) setPhoto(f, f.name); });
+$("edit").addEventListener("click", editPhoto);
+$("webcam").addEventListener("click", toggleWebcam);
+$("snap").addEventListener("click", snapshot);
 $("record").addEventListener("click", toggleRecording);
 $("live").addEventListener("click", toggleLive);
 $("upload").addEventListener("change", (e) => { const f = e.target.files[0]; if (f) analyse(f, f.name); });

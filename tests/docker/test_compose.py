@@ -72,6 +72,13 @@ def test_compose_serves_and_stops_cleanly(compose):
         assert emotion["emotion"] in emotion["probabilities"] and emotion["sample_rate"] == 16000
         happy = client.get("/generate", params={"emotion": "happy", "seed": 1})
         assert happy.status_code == 200 and Image.open(io.BytesIO(happy.content)).size == (48, 48)
+        # a user's photo, edited: OpenCV's cascades from the wheel, inside the image
+        from tests import hostile
+
+        photo = hostile.encoded_image(hostile.face_photo(), "JPEG", quality=92)
+        edited = client.post("/edit", params={"emotion": "happy"}, files={"photo": ("me.jpg", photo)})
+        assert edited.status_code == 200 and edited.headers["x-emotion"] == "happy", edited.text
+        assert Image.open(io.BytesIO(edited.content)).size == hostile.face_photo().size
         # HAProxy is in front: a 20 KB header, which uvicorn's own 64 KiB bound would let through
         assert client.get("/health", headers={"X-Filler": "a" * 20_000}).status_code == 400
         bad = client.post("/emotion", content=b"junk", headers={"Content-Type": "audio/wav"})

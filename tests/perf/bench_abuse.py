@@ -9,6 +9,8 @@ Prints (and writes as JSON and Markdown under --out):
     memory above idle while it was handled (the kernel's high-water mark, reset before each one:
     ``/proc/PID/clear_refs``), one at a time, two bombs at once, and ``--uploads`` valid 22 MB
     uploads at once;
+  * bad photos: each of tests.hostile's bad photos, and the largest photo accepted, to /edit: the
+    answer, the peak resident memory above idle, and the next request's answer;
   * abandon: 200 clients ask for 16-face grids at 1024 px and leave after 10 s; then how long
     one normal /speech-to-face request takes;
   * flood: wrk holds 2000 connections on /speech-to-face for ``--flood-s`` while probes measure
@@ -150,6 +152,37 @@ def measure_bombs(server: Server, cache: Path, uploads: int) -> dict:
     together("two FLAC 8-channel 384 kHz at once", [every["flac-8ch-384k-20s"]] * 2)
     together(f"{uploads} valid 22 MB uploads at once", [every["wav-pcm16-96k-stereo-59s-22MB"]] * uploads)
     out["worst_single_peak_over_idle_mb"] = max(b["peak_over_idle_mb"] for b in out["single"].values())
+    return out
+
+
+def measure_photos(server: Server) -> dict:
+    """Each bad photo of tests.hostile (and the largest accepted photo, 4096x4096) to /edit, one at a
+    time: the answer, the server's peak RSS over idle while it was handled, and whether the next
+    request (a good 512 px photo) was served."""
+    from tests import hostile
+
+    pid = server.proc.pid
+    face = hostile.face_photo()
+    good = hostile.encoded_image(face, "JPEG", quality=92)
+    big = hostile.encoded_image(hostile.face_photo(size=(4096, 4096), face_px=2048), "JPEG", quality=95)
+    uploads = {**{k: v[0] for k, v in hostile.bad_photos().items()}, "valid 4096x4096 JPEG": big}
+    out: dict = {"single": {}}
+    for name, data in uploads.items():
+        time.sleep(0.3)
+        idle = rss_mb(pid)
+        reset_peak(pid)
+        t0 = time.perf_counter()
+        r = httpx.post(server.base + "/edit?emotion=happy", files={"photo": ("photo.png", data)}, timeout=120)
+        seconds = time.perf_counter() - t0
+        peak = peak_mb(pid) - idle
+        after = httpx.post(server.base + "/edit?emotion=happy", files={"photo": ("me.jpg", good)}, timeout=60)
+        out["single"][name] = {"bytes": len(data), "status": r.status_code,
+                               "problem": r.json().get("type", "").rsplit("/", 1)[-1] if r.status_code >= 400 else None,
+                               "seconds": round(seconds, 2), "peak_over_idle_mb": round(peak, 1),
+                               "next_status": after.status_code}
+        print(f"  {name}: {len(data) / 1e6:.2f} MB -> {r.status_code} {out['single'][name]['problem'] or ''}, "
+              f"peak +{round(peak, 1)} MB over idle, {seconds:.2f} s; next request {after.status_code}", flush=True)
+    out["worst_peak_over_idle_mb"] = max(b["peak_over_idle_mb"] for b in out["single"].values())
     return out
 
 
@@ -617,6 +650,12 @@ def markdown(r: dict) -> str:
     for label, t in r["bombs"]["together"].items():
         answers = ", ".join(f"{n}x {s}" for s, n in sorted(t["statuses"].items()))
         lines.append(f"| {label} | | {answers} | {t['peak_over_idle_mb']} MB |")
+    if "photos" in r:
+        lines += ["", "| photo to /edit | size | answer | seconds | peak RSS over idle | next request |", "|---|---|---|---|---|---|"]
+        for name, b in r["photos"]["single"].items():
+            answer = f"{b['status']} {b['problem'] or ''}".strip()
+            lines.append(f"| {name} | {b['bytes'] / 1e6:.2f} MB | {answer} | {b['seconds']} | {b['peak_over_idle_mb']} MB "
+                         f"| {b['next_status']} |")
     if "ffmpeg" in r:
         f = r["ffmpeg"]
         lines += ["", "| hostile FFmpeg upload (audio/mp4) | size | answer | seconds | process tree's peak RSS over idle | "
@@ -656,7 +695,7 @@ def main() -> dict:
     p.add_argument("--flood-s", type=float, default=10.0, help="seconds of the 2000-connection flood")
     p.add_argument("--uploads", type=int, default=100, help="valid 22 MB uploads sent at once")
     p.add_argument("--proxy-only", action="store_true", help="skip the flood on uvicorn alone")
-    p.add_argument("--only", choices=["bombs", "ffmpeg", "websocket", "abandon", "flood"],
+    p.add_argument("--only", choices=["bombs", "photos", "ffmpeg", "websocket", "abandon", "flood"],
                    help="one part alone (a quick look; writes nothing)")
     args = p.parse_args()
     if shutil.which("wrk") is None:
@@ -667,13 +706,16 @@ def main() -> dict:
     x = np.resize(audio.decode(sorted((ROOT / "tests" / "fixtures" / "audio").glob("*.flac"))[4]).samples, 4 * 16_000)
     clip_path.write_bytes(encoded(x, 16_000, "WAV", "PCM_16"))
     result: dict = {}
-    wanted = {args.only} if args.only else {"bombs", "ffmpeg", "websocket", "abandon", "flood"}
+    wanted = {args.only} if args.only else {"bombs", "photos", "ffmpeg", "websocket", "abandon", "flood"}
     server = Server()
     result["cpu_groups"] = cpu_group(server.proc.pid, "service", compose_cpu_shares("emoface"))
     try:
         if "bombs" in wanted:
             print("decode bombs:", flush=True)
             result["bombs"] = measure_bombs(server, Path(args.cache), args.uploads)
+        if "photos" in wanted:
+            print("bad photos to /edit:", flush=True)
+            result["photos"] = measure_photos(server)
         if "ffmpeg" in wanted:
             print("hostile FFmpeg uploads:", flush=True)
             from ml import codecs

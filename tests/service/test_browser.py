@@ -105,6 +105,41 @@ def test_error_is_shown_for_a_bad_file_and_the_last_result_goes(live_server_url,
     page.close()
 
 
+def test_a_photo_is_edited_and_drawn_on_by_the_voice(live_server_url, browser, tmp_path):
+    """The photo path: choose a photo, edit it to an emotion, then upload speech with "on my photo"
+    ticked: the result is the photo (its size), edited to the emotion heard. A photo without a face
+    shows the problem's detail, and the last edit goes."""
+    from tests import hostile
+
+    photo = tmp_path / "me.png"
+    face = hostile.face_photo()
+    face.save(photo)
+    page = browser.new_page(viewport={"width": 1000, "height": 1200})
+    page.goto(live_server_url + "/")
+    assert page.is_disabled("#edit") and page.is_disabled("#use-photo") and not page.is_visible("#photo-result")
+    page.set_input_files("#photo-file", str(photo))
+    page.select_option("#edit-emotion", "surprised")
+    page.click("#edit")
+    page.wait_for_function("document.getElementById('photo-after').naturalWidth > 0", timeout=20_000)
+    assert page.evaluate("document.getElementById('photo-after').naturalWidth") == face.width
+    assert page.text_content("#photo-caption") == "edited to surprised"
+    assert page.is_checked("#use-photo")
+    page.set_input_files("#upload", str(fixture_clips()["happy"]))
+    page.wait_for_function("document.getElementById('face').naturalWidth > 0", timeout=20_000)
+    assert page.evaluate("document.getElementById('face').naturalWidth") == face.width
+    assert page.text_content("#caption").startswith("your photo, edited to " + page.text_content("#emotion"))
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "demo-photo.png"), full_page=True)
+    blank = tmp_path / "wall.png"
+    hostile.Image.new("RGB", (300, 300), (200, 180, 160)).save(blank)
+    page.set_input_files("#photo-file", str(blank))
+    page.click("#edit")
+    page.wait_for_selector("#photo-status.error", timeout=20_000)
+    assert page.text_content("#photo-status").startswith("no frontal face was found")
+    assert not page.is_visible("#photo-result")
+    page.close()
+
+
 def test_the_page_fits_a_phone_screen(live_server_url, browser):
     """At 390 px wide the face, the bars and their figures stay inside the page and their card."""
     page = browser.new_page(viewport={"width": 390, "height": 844})

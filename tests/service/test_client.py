@@ -47,6 +47,31 @@ def test_generate_and_speech_to_face_return_the_png_and_its_headers(server):
         assert emoface.speech_to_face(clip, seed=spoken.seed + 1, size=96).seed == spoken.seed + 1
 
 
+def test_edit_and_speech_to_face_on_a_photo(server, tmp_path):
+    from tests import hostile
+
+    photo = tmp_path / "me.png"
+    hostile.face_photo().save(photo)
+    clip = fixture_clips()["sad"]
+    with Client(server) as emoface:
+        edited = emoface.edit(photo, "surprised")
+        raw = httpx.post(server + "/edit", params={"emotion": "surprised"}, files={"photo": ("me.png", photo.read_bytes())})
+        assert edited.png == raw.content and (edited.emotion, edited.seed) == ("surprised", None)
+        assert emoface.edit(photo.read_bytes(), "surprised") == edited
+        spoken = emoface.speech_to_face(clip, photo=photo)
+        assert spoken.seed is None and spoken.emotion == emoface.emotion(clip).emotion
+        assert Image.open(io.BytesIO(spoken.png)).size == Image.open(photo).size
+        with pytest.raises(EmofaceError) as no_face:
+            emoface.edit(hostile.bad_photos()["no face (a gradient)"][0], "happy")
+        assert no_face.value.status == 422 and no_face.value.problem_type.endswith("/no-face")
+
+    async def run():
+        async with AsyncClient(server) as emoface:
+            return await emoface.edit(photo, "surprised"), await emoface.speech_to_face(clip, photo=photo)
+
+    assert asyncio.run(run()) == (edited, spoken)
+
+
 def test_errors_raise_with_the_problem_fields(server):
     with Client(server) as emoface:
         with pytest.raises(EmofaceError) as bad:

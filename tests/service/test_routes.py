@@ -25,9 +25,9 @@ def png(content: bytes) -> Image.Image:
 def test_health_ready_and_metrics(client):
     assert client.get("/health").json() == {"status": "ok"}
     ready = client.get("/ready").json()
-    assert ready["status"] == "ready" and {m["name"] for m in ready["models"]} == {"ser", "generator"}
+    assert ready["status"] == "ready" and {m["name"] for m in ready["models"]} == {"ser", "generator", "editor"}
     assert all(len(m["sha256"]) == 64 for m in ready["models"])
-    assert {m["path"] for m in ready["models"]} == {"ser.pt", "generator.pt"}, "file names only: no host paths leak"
+    assert {m["path"] for m in ready["models"]} == {"ser.pt", "generator.pt", "editor.pt"}, "file names only: no host paths leak"
     assert {m["name"]: m["device"] for m in ready["models"]}["ser"] == "cpu"  # the SER runs on the CPU, always
     client.get("/generate?emotion=sad&seed=1")
     text = client.get("/metrics").text
