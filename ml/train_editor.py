@@ -30,9 +30,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import logging
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -41,11 +39,12 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
-from ml import checkpoint, plots
+from ml import checkpoint
 from ml.data import fer2013
 from ml.labels import FER_CLASSES
 from ml.models.editor import Editor, EditorConfig
 from ml.models.gan import Discriminator, DiscriminatorConfig, from_uint8, to_uint8
+from ml.progress import Progress
 from ml.runtime import seed_everything, setup_cli
 from ml.train_gan import R1_EVERY, discriminator_loss, ema_update, generator_loss
 
@@ -72,6 +71,7 @@ class EditorRecipe:
 
 
 RECIPE = EditorRecipe()  # the shipped file's
+LOG_EVERY = 200
 SAMPLE_FACES = 8  # PublicTest faces in the samples grid: the first of each class, then the next
 
 
@@ -150,8 +150,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.dry_run:  # one warm-up step and one full step
         recipe = replace(recipe, warmup=1)
     end = 2 if args.dry_run else min(args.steps or recipe.steps, recipe.steps)
-    log_every = 200
-    sums, count, t0, last_save, first = np.zeros(len(history)), 0, time.time(), time.time(), step
+    progress, first = Progress(history, LOG_EVERY, args.save_every_min, args.max_minutes), step
     netE.train()
     while step < end:
         idx = torch.multinomial(weights, recipe.batch_size, replacement=True, generator=rng)
@@ -165,7 +164,7 @@ def main(argv: list[str] | None = None) -> dict:
             errD.backward()
             optD.step()
             step += 1
-            if step % log_every == 0:
+            if step % LOG_EVERY == 0:
                 log.info("step %d/%d: D warm-up, real-face cross-entropy %.4f", step, end, errD.item())
             continue
         fake, mask = netE(real, y_trg, return_mask=True)
@@ -192,24 +191,11 @@ def main(argv: list[str] | None = None) -> dict:
             fake_acc = (netD.class_logits(netD.features(fake)).argmax(1) == y_trg).float().mean()
 
         step += 1
-        sums += [errD.item(), errE.item(), adv.item(), cycle.item(), identity.item(), mask.mean().item(), fake_acc.item()]
-        count += 1
-        if step % log_every == 0 or step == end:
-            for key, value in zip(history, sums / count):
-                history[key].append(float(value))
-            log.info("step %d/%d (%.2f s/step): %s", step, end, (time.time() - t0) / max(step - first, 1),
-                     {k: round(v[-1], 4) for k, v in history.items()})
-            sums, count = np.zeros(len(history)), 0
-        stop = bool(args.max_minutes) and time.time() - t0 > args.max_minutes * 60
-        if stop or step == end or time.time() - last_save > args.save_every_min * 60:
-            save()
-            last_save = time.time()
-        if stop:
-            log.info("stopped after %.1f min at step %d; rerun the same command to resume", (time.time() - t0) / 60, step)
+        progress.add([errD.item(), errE.item(), adv.item(), cycle.item(), identity.item(), mask.mean().item(),
+                      fake_acc.item()])
+        if progress.after(step, end, f"{progress.elapsed() / max(step - first, 1):.2f} s/step", save):
             break
-    plots.line_chart(history, out / "losses.png", title="editor losses per 200 steps")
-    (out / "history.json").write_text(json.dumps({"step": step, **history}, indent=1))
-    return history
+    return progress.finish(out, step, f"editor losses per {LOG_EVERY} steps")
 
 
 if __name__ == "__main__":

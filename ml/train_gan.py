@@ -28,10 +28,8 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import logging
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,13 +37,14 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ml import checkpoint, plots
+from ml import checkpoint
 from ml.data import fer2013
 from ml.generate import GRID_SEEDS, FaceGenerator
 from ml.labels import FER_CLASSES
 from ml.models.baseline_gan import (BaselineDiscriminator, BaselineDiscriminatorConfig, BaselineGenerator,
                                     BaselineGeneratorConfig)
 from ml.models.gan import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, from_uint8
+from ml.progress import Progress
 from ml.runtime import seed_everything, setup_cli
 
 log = logging.getLogger(__name__)
@@ -230,7 +229,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     steps_per_epoch = max(1, len(labels) // recipe.batch_size)
     end = 1 if args.dry_run else min(args.steps or recipe.phases[-1].until, recipe.phases[-1].until)
-    sums, count, t0, last_save = np.zeros(len(history)), 0, time.time(), time.time()
+    progress = Progress(history, steps_per_epoch, args.save_every_min, args.max_minutes)
     while step < end:
         phase = recipe.phase(step)
         for opt in (optG, optD):
@@ -262,24 +261,10 @@ def main(argv: list[str] | None = None) -> dict:
             ema_update(G_ema, netG, recipe.ema_decay, step)
 
         step += 1
-        sums += [errD.item(), errG.item(), d_real.mean().item(), d_fake.mean().item()]
-        count += 1
-        if step % steps_per_epoch == 0 or step == end:
-            for key, value in zip(history, sums / count):
-                history[key].append(float(value))
-            log.info("step %d/%d (phase %d): %s", step, end, recipe.phases.index(phase) + 1,
-                     {k: round(v[-1], 4) for k, v in history.items()})
-            sums, count = np.zeros(len(history)), 0
-        stop = bool(args.max_minutes) and time.time() - t0 > args.max_minutes * 60
-        if stop or step == end or time.time() - last_save > args.save_every_min * 60:
-            save()
-            last_save = time.time()
-        if stop:
-            log.info("stopped after %.1f min at step %d; rerun the same command to resume", (time.time() - t0) / 60, step)
+        progress.add([errD.item(), errG.item(), d_real.mean().item(), d_fake.mean().item()])
+        if progress.after(step, end, f"phase {recipe.phases.index(phase) + 1}", save):
             break
-    plots.line_chart(history, out / "losses.png", title="GAN losses per epoch")
-    (out / "history.json").write_text(json.dumps({"step": step, **history}, indent=1))
-    return history
+    return progress.finish(out, step, "GAN losses per epoch")
 
 
 if __name__ == "__main__":

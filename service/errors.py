@@ -102,16 +102,16 @@ def install(app: FastAPI) -> None:
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return problem_response(exc.status, exc.slug, exc.title, exc.detail, request.url.path, exc.headers)
 
-    @app.exception_handler(audio.AudioError)
-    async def _audio(request: Request, exc: audio.AudioError) -> JSONResponse:
-        # Any AudioError is the client's audio: one without its own entry is still a 422, never a 500.
-        status, slug, title = next((v for k, v in _AUDIO_PROBLEMS.items() if isinstance(exc, k)), _AUDIO_DEFAULT)
-        return problem_response(status, slug, title, str(exc), request.url.path)
+    def _input(table: dict[type[Exception], tuple[int, str, str]], default: tuple[int, str, str]):
+        async def handler(request: Request, exc: Exception) -> JSONResponse:
+            # Any AudioError (PhotoError) is the client's upload: one without its own entry is still
+            # a 422, never a 500.
+            status, slug, title = next((v for k, v in table.items() if isinstance(exc, k)), default)
+            return problem_response(status, slug, title, str(exc), request.url.path)
+        return handler
 
-    @app.exception_handler(photo.PhotoError)
-    async def _photo(request: Request, exc: photo.PhotoError) -> JSONResponse:
-        status, slug, title = next((v for k, v in _PHOTO_PROBLEMS.items() if isinstance(exc, k)), _PHOTO_DEFAULT)
-        return problem_response(status, slug, title, str(exc), request.url.path)
+    app.add_exception_handler(audio.AudioError, _input(_AUDIO_PROBLEMS, _AUDIO_DEFAULT))
+    app.add_exception_handler(photo.PhotoError, _input(_PHOTO_PROBLEMS, _PHOTO_DEFAULT))
 
     @app.exception_handler(UnknownEmotionError)
     async def _emotion(request: Request, exc: UnknownEmotionError) -> JSONResponse:

@@ -6,7 +6,8 @@ image ``C`` and a mask ``M`` in [0, 1]; the edit is ``M * C + (1 - M) * x``, so 
 0 the input passes through untouched. The mask is what lets an edit leave hair, background and
 skin alone and change the mouth, brows and eyes. The target enters as a one-hot map beside the
 image (StarGAN) and again at the bottleneck. Instance normalisation: each face's numbers depend
-on that face alone, so an edit is the same alone and in a batch.
+on that face alone (up to float rounding: oneDNN blocks a batch unlike a single face, about 1e-5
+of a grey level apart; the service and the evaluation edit one face per call).
 
 The recipe (adversarial and classification losses through ``ml.models.gan.Discriminator``, cycle
 reconstruction, mask sparsity) is in ``ml/train_editor.py``; how an edit is pasted back into a
