@@ -13,7 +13,8 @@ editor E: its edits scored real and classified as the target by D, plus
 * cycle: editing the edit back to the face's own class gives the face back (L1, weight ``cycle``);
 * identity: editing a face to its own class changes nothing (L1, weight ``identity``);
 * mask: the mean of the mask (weight ``mask``) and its total variation (``mask_tv``), so an edit
-  touches only what the expression needs, in smooth regions.
+  touches only what the expression needs, in smooth regions;
+* smoothness: the total variation of the change itself (``change_tv``), against dot patterns.
 
 D's classifier is warmed up alone first (``warmup`` steps of classifying real faces): without
 it, E learnt to change nothing (mask 0.02 after 600 steps) before D's classes meant anything, and
@@ -53,7 +54,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EditorRecipe:
-    steps: int = 12_000
+    steps: int = 10_000
     batch_size: int = 16
     lr: float = 2e-4
     aux: float = 1.0  # D's classification of the edits as the target
@@ -62,6 +63,7 @@ class EditorRecipe:
     mask: float = 0.1  # reached by a linear ramp over mask_ramp steps after the warm-up
     mask_ramp: int = 4_000
     mask_tv: float = 0.5
+    change_tv: float = 2.0  # total variation of the change (edit minus face): smooth changes, no dot patterns
     warmup: int = 2_000  # D alone learns to classify real faces first, so its classes mean something to E
     r1: float = 0.05
     ema_decay: float = 0.999
@@ -150,7 +152,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.dry_run:  # one warm-up step and one full step
         recipe = replace(recipe, warmup=1)
     end = 2 if args.dry_run else min(args.steps or recipe.steps, recipe.steps)
-    progress, first = Progress(history, LOG_EVERY, args.save_every_min, args.max_minutes), step
+    progress = Progress(history, LOG_EVERY, args.save_every_min, args.max_minutes)
     netE.train()
     while step < end:
         idx = torch.multinomial(weights, recipe.batch_size, replacement=True, generator=rng)
@@ -181,8 +183,10 @@ def main(argv: list[str] | None = None) -> dict:
         cycle = (netE(fake, y_src) - real).abs().mean()
         identity = (netE(real, y_src) - real).abs().mean()
         mask_loss = mask.mean() + recipe.mask_tv * total_variation(mask)
+        smooth = total_variation(fake - real)
         ramp = min(1.0, (step - recipe.warmup) / recipe.mask_ramp)
-        errE = adv + recipe.cycle * cycle + recipe.identity * identity + ramp * recipe.mask * mask_loss
+        errE = (adv + recipe.cycle * cycle + recipe.identity * identity + ramp * recipe.mask * mask_loss
+                + recipe.change_tv * smooth)
         optE.zero_grad(set_to_none=True)
         errE.backward()
         optE.step()
@@ -193,7 +197,7 @@ def main(argv: list[str] | None = None) -> dict:
         step += 1
         progress.add([errD.item(), errE.item(), adv.item(), cycle.item(), identity.item(), mask.mean().item(),
                       fake_acc.item()])
-        if progress.after(step, end, f"{progress.elapsed() / max(step - first, 1):.2f} s/step", save):
+        if progress.after(step, end, f"{progress.elapsed():.0f} s in", save):
             break
     return progress.finish(out, step, f"editor losses per {LOG_EVERY} steps")
 

@@ -200,7 +200,9 @@ async def speech_to_face(request: Request, engines: Models, guard: Guarded, seed
                          size: Size = 48) -> Response:
     """Recognise the emotion of a recording and draw a face showing it. Without `seed`, the seed comes from
     the audio content, so the same recording always gives the same face. `Accept: application/json`
-    returns the /emotion fields plus `seed` and `image_png_base64`."""
+    returns the /emotion fields plus `seed` and `image_png_base64`. With a multipart field `photo`
+    beside `file`, the answer is that photo, its size kept (`seed` and `size` do not apply), with its
+    face edited to the emotion heard, as /edit does."""
     with ExitStack() as photos:
         content_seed, result, picture = await recognise(request, engines, guard, photos)
         headers = {"X-Emotion": result["emotion"], "X-Emotion-Confidence": f"{result['confidence']:.6f}"}

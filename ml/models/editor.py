@@ -52,17 +52,19 @@ class Editor(nn.Module):
         self.config = config
         c, k = config.base_channels, config.n_classes
 
-        def block(c_in: int, c_out: int, conv: type = nn.Conv2d, **kw) -> nn.Sequential:
-            return nn.Sequential(conv(c_in, c_out, bias=False, **kw), _norm(c_out), nn.ReLU())
+        def block(c_in: int, c_out: int, **kw) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(c_in, c_out, bias=False, **kw), _norm(c_out), nn.ReLU())
 
         self.inc = block(1 + k, c, kernel_size=3, padding=1)  # 48
         self.down1 = block(c, 2 * c, kernel_size=4, stride=2, padding=1)  # 24
         self.down2 = block(2 * c, 4 * c, kernel_size=4, stride=2, padding=1)  # 12
         self.mid_in = block(4 * c + k, 4 * c, kernel_size=1)
         self.mid = nn.Sequential(*[ResBlock(4 * c) for _ in range(config.res_blocks)])
-        self.up1 = block(4 * c, 2 * c, nn.ConvTranspose2d, kernel_size=4, stride=2, padding=1)  # 24
+        # nearest-neighbour upsampling, then a 3x3 conv: transposed convolutions drew checkerboard
+        # dots that fooled D's classifier (Odena et al. 2016; docs/experiments/editor.md)
+        self.up1 = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), block(4 * c, 2 * c, kernel_size=3, padding=1))
         self.fuse1 = block(4 * c, 2 * c, kernel_size=3, padding=1)
-        self.up2 = block(2 * c, c, nn.ConvTranspose2d, kernel_size=4, stride=2, padding=1)  # 48
+        self.up2 = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), block(2 * c, c, kernel_size=3, padding=1))
         self.fuse2 = block(2 * c, c, kernel_size=3, padding=1)
         self.colour = nn.Conv2d(c, 1, 3, padding=1)
         self.mask = nn.Conv2d(c, 1, 3, padding=1)
