@@ -1,7 +1,7 @@
 """Evaluate an expression editor: does the expression change, and does the person stay?
 
-    # the card's figures (reporting judges resnet and k5; PrivateTest)
-    python -m ml.evaluate_editor --data ../shared/data --out runs/editor_eval
+    # the card's figures (reporting judges resnet and k5; PrivateTest) and its London sheet
+    python -m ml.evaluate_editor --data ../shared/data --out runs/editor_eval --sheet weights/editor_london.png
     # choosing (the vgg judge on PublicTest only)
     python -m ml.evaluate_editor --data ../shared/data --split PublicTest --judge vgg=weights/eval/fer_classifier.pt \\
         --no-london --out runs/editor_choose
@@ -22,7 +22,7 @@ Figures, written to ``editor_eval.json`` and ``editor_eval.md`` under ``--out``:
   classes; no network of this project trained on it. Rank-1 rate over the 51 people, for the
   edited photos and, as the reference, the unedited neutral ones. Also the largest change of any
   pixel outside the face box (must be 0).
-* ``london_sheet.png``: for the first 6 people, neutral, edited to happy, real smile (crops).
+* ``london_sheet.png`` (or ``--sheet``): for the first 6 people, neutral, edited to happy, real smile (crops).
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def aligned(rgb: np.ndarray, face: Face, size: int) -> np.ndarray:
     return np.clip(np.rint(aligned_crop(luma(rgb), face, size)), 0, 255).astype(np.uint8)
 
 
-def london(editor: ExpressionEditor, folder: Path, judges: dict, out: Path) -> dict:
+def london(editor: ExpressionEditor, folder: Path, judges: dict, sheet_path: Path) -> dict:
     finder = FaceFinder()
     ids = sorted({p.name.split("_")[0] for p in folder.glob("*_neutral.jpg")} &
                  {p.name.split("_")[0] for p in folder.glob("*_smiling.jpg")})
@@ -125,7 +125,7 @@ def london(editor: ExpressionEditor, folder: Path, judges: dict, out: Path) -> d
         if len(sheet) < 6:
             sheet.append(np.concatenate([aligned(x, f, ID_SIZE) for x, f in ((neutral, f_n), (edited, f_n), (smiling, f_s))], 1))
     if sheet:
-        Image.fromarray(np.concatenate(sheet, 0)).save(out / "london_sheet.png")
+        Image.fromarray(np.concatenate(sheet, 0)).save(sheet_path)
     happy = {name: {key: float((classify(j, np.stack(v))[0] == HAPPY).mean()) for key, v in crops.items()}
              for name, j in judges.items()}
 
@@ -168,6 +168,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--split", choices=("PublicTest", "PrivateTest"), default="PrivateTest")
     p.add_argument("--limit", type=int, default=0, help="only the split's first N faces (0 = all)")
     p.add_argument("--no-london", action="store_true")
+    p.add_argument("--sheet", help="write the London sheet here (default: london_sheet.png under --out)")
     p.add_argument("--out", default="runs/editor_eval")
     p.add_argument("--threads", type=int, default=0)
     args = p.parse_args(argv)
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"editor": args.editor, "sha256": loaded.sha256, "split": args.split, "faces": int(len(faces)),
               "judges": list(judges), "fer": {name: judge_edits(j, edits, faces, labels) for name, j in judges.items()}}
     if not args.no_london:
-        result["london"] = london(editor, Path(args.data) / "london", judges, out)
+        result["london"] = london(editor, Path(args.data) / "london", judges, Path(args.sheet or out / "london_sheet.png"))
     (out / "editor_eval.json").write_text(json.dumps(result, indent=1))
     (out / "editor_eval.md").write_text(markdown(result))
     print(markdown(result))

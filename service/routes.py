@@ -144,7 +144,7 @@ async def health() -> Health:  # async: answered on the event loop, never queued
 
 @router.get("/ready", response_model=Ready, tags=["ops"], responses={503: {"description": "not ready", **PROBLEM}})
 async def ready(engines: Models) -> Ready:
-    """Readiness: 200 once both models are loaded and warmed up; 503 before, and from the moment
+    """Readiness: 200 once the models are loaded and warmed up; 503 before, and from the moment
     SIGTERM arrives (the drain), so that a proxy or the kubelet takes the replica out of rotation."""
     if engines.drain.draining:
         raise ShuttingDown("the service is shutting down")

@@ -14,6 +14,7 @@ import sys
 import pytest
 import soundfile as sf
 
+from tests import hostile
 from tests.conftest import ROOT, fixture_clips, free_port, wait_http_ready
 
 README = (ROOT / "README.md").read_text()
@@ -60,13 +61,14 @@ def test_docker_command_is_what_the_compose_test_runs():
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """The quick start's first command (after its install), as a process on a free port, and a
-    folder holding clip.wav and memo.m4a (AAC, as a phone records), where the curl examples run."""
+    folder holding clip.wav, memo.m4a (AAC, as a phone records) and me.jpg, where the curl examples run."""
     from tests.conftest import container_bytes
 
     folder = tmp_path_factory.mktemp("readme")
     data, sr = sf.read(fixture_clips()["happy"])
     sf.write(folder / "clip.wav", data, sr)
     (folder / "memo.m4a").write_bytes(container_bytes(data, sr, "m4a"))
+    hostile.face_photo().save(folder / "me.jpg", quality=92)  # a photo with a face, drawn by the shipped generator
     port = free_port()
     serve = commands("pip install -c constraints.txt -e . && ")[0].split(" && ", 1)[1]
     proc = subprocess.Popen(serve.split(), cwd=ROOT, env={**os.environ, "EMOFACE_PORT": str(port)},
@@ -178,6 +180,19 @@ def test_stream_benchmark_command(tmp_path):
     assert abuse["rss_after_vs_before_pct"] < 20
 
 
+@pytest.mark.slow
+def test_edit_benchmark_command(tmp_path):
+    """The README's line, shortened by flags (2 s rows)."""
+    (line,) = commands("python tests/perf/bench_edit.py")
+    _require_wrk()
+    run = line.replace("--out tests/perf/results", f"--out {tmp_path}") + " --duration 2"
+    out = subprocess.run(["bash", "-c", run], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads((tmp_path / "edit.json").read_text())
+    assert [r["concurrency"] for r in result["edit"]] == [1, 8]
+    assert all(r["requests"] > 0 and r["errors"] == 0 for r in result["edit"] + [result["speech_to_face_with_photo_c1"]])
+
+
 def _numbers(value) -> list[float]:
     if isinstance(value, dict):
         return [n for v in value.values() for n in _numbers(v)]
@@ -199,7 +214,7 @@ def test_performance_table_matches_the_results_files():
 
 
 def test_readme_is_short_and_the_project_names_no_work_sessions():
-    assert len(README.splitlines()) <= 220
+    assert len(README.splitlines()) <= 235  # raised from 220 (2026-12-06) for the photo routes
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     texts = [p for p in tracked if p.endswith((".md", ".py", ".toml", ".yml", ".txt", ".js", ".html"))
              or p == ".ci/run" or p.startswith("docker/")]
