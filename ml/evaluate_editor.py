@@ -153,7 +153,7 @@ def markdown(result: dict) -> str:
         for name, h in lo["happy_share"].items():
             lines.append(f"| {name} | {100 * h['neutral']:.1f} | **{100 * h['edited']:.1f}** | {100 * h['smiling']:.1f} |")
         rk = lo["identity_rank1"]
-        lines += ["", f"Identity (LBPH rank-1 against the 51 real smiles): edited {100 * rk['edited']:.1f}%, "
+        lines += ["", f"Identity (LBPH rank-1 against the {lo['people']} real smiles): edited {100 * rk['edited']:.1f}%, "
                       f"unedited neutral {100 * rk['neutral (unedited)']:.1f}%. Largest change outside the face box: "
                       f"{lo['outside_box_max_change']}."]
     return "\n".join(lines) + "\n"

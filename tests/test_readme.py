@@ -204,7 +204,7 @@ def _numbers(value) -> list[float]:
 def test_performance_table_matches_the_results_files():
     section = README.split("## Performance")[1].split("\n## ")[0]
     results = [json.loads((ROOT / "tests" / "perf" / "results" / name).read_text())
-               for name in ("models.json", "service.json", "abuse.json", "stream.json")]
+               for name in ("models.json", "service.json", "abuse.json", "stream.json", "edit.json")]
     measured = [n for r in results for n in _numbers(r)]
     figures = re.findall(r"^\| [^|]+ \| ([0-9.]+) \|$", section, flags=re.M)
     assert len(figures) >= 5
