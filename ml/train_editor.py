@@ -45,7 +45,7 @@ from ml.data import fer2013
 from ml.labels import FER_CLASSES
 from ml.models.editor import Editor, EditorConfig
 from ml.models.gan import Discriminator, DiscriminatorConfig, from_uint8, to_uint8
-from ml.progress import Progress
+from ml.progress import Progress, add_run_arguments, resume, training_state
 from ml.runtime import seed_everything, setup_cli
 from ml.train_gan import R1_EVERY, discriminator_loss, ema_update, generator_loss
 
@@ -94,15 +94,7 @@ def sample_grid(editor: Editor, faces: torch.Tensor) -> Image.Image:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="fer2013.csv or fer2013.csv.gz")
-    p.add_argument("--out", default="runs/editor", help="run directory (resumed if it holds last.pt)")
-    p.add_argument("--steps", type=int, help="stop at this step instead of the recipe's end")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
-    p.add_argument("--save-every-min", type=float, default=5.0)
-    p.add_argument("--max-minutes", type=float, default=0, help="stop (resumably) after this long; 0 = no limit")
-    p.add_argument("--dry-run", action="store_true", help="two steps (one of the warm-up), then write every output")
+    add_run_arguments(p, "runs/editor", "two steps (one of the warm-up), then write every output")
     return p.parse_args(argv)
 
 
@@ -131,19 +123,14 @@ def main(argv: list[str] | None = None) -> dict:
     optD = torch.optim.Adam(netD.parameters(), lr=recipe.lr, betas=(0.5, 0.999))
     history: dict[str, list[float]] = {"loss_d": [], "loss_e": [], "adv_cls": [], "cycle": [], "identity": [],
                                        "mask": [], "d_fake_acc": []}
+    modules = {"E": netE, "D": netD, "E_ema": E_ema, "opt_e": optE, "opt_d": optD}
     step, last = 0, out / "last.pt"
     if last.exists() and not args.dry_run:
-        state = checkpoint.read(last)["training_state"]
-        for module, key in ((netE, "E"), (netD, "D"), (E_ema, "E_ema"), (optE, "opt_e"), (optD, "opt_d")):
-            module.load_state_dict(state[key])
-        step, history = state["step"], state["history"]
-        rng.set_state(state["rng"])
-        log.info("resumed from %s at step %d", last, step)
+        step, history = resume(last, modules, rng)
 
     def save() -> None:
-        state = {"E": netE.state_dict(), "D": netD.state_dict(), "E_ema": E_ema.state_dict(), "opt_e": optE.state_dict(),
-                 "opt_d": optD.state_dict(), "step": step, "history": history, "rng": rng.get_state()}
-        checkpoint.save(last, netD, labels=FER_CLASSES, data=provenance, training_state=state)
+        checkpoint.save(last, netD, labels=FER_CLASSES, data=provenance,
+                        training_state=training_state(modules, step, history, rng))
         checkpoint.save(out / "editor.pt", E_ema, labels=FER_CLASSES, data=provenance, metrics={"steps": step})
         grid = sample_grid(E_ema, fixed.to(device))
         grid.save(out / "samples" / f"step_{step:06d}.png")

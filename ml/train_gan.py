@@ -44,7 +44,7 @@ from ml.labels import FER_CLASSES
 from ml.models.baseline_gan import (BaselineDiscriminator, BaselineDiscriminatorConfig, BaselineGenerator,
                                     BaselineGeneratorConfig)
 from ml.models.gan import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, from_uint8
-from ml.progress import Progress
+from ml.progress import Progress, add_run_arguments, resume, training_state
 from ml.runtime import seed_everything, setup_cli
 
 log = logging.getLogger(__name__)
@@ -173,16 +173,8 @@ def build(recipe: Recipe, device: torch.device) -> tuple[torch.nn.Module, torch.
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="fer2013.csv or fer2013.csv.gz")
-    p.add_argument("--out", default="runs/gan", help="run directory (resumed if it holds last.pt)")
     p.add_argument("--recipe", choices=sorted(RECIPES), default="emoface")
-    p.add_argument("--steps", type=int, help="stop at this step instead of the recipe's end")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
-    p.add_argument("--save-every-min", type=float, default=5.0)
-    p.add_argument("--max-minutes", type=float, default=0, help="stop (resumably) after this long; 0 = no limit")
-    p.add_argument("--dry-run", action="store_true", help="one step, then write every output")
+    add_run_arguments(p, "runs/gan", "one step, then write every output")
     return p.parse_args(argv)
 
 
@@ -206,19 +198,14 @@ def main(argv: list[str] | None = None) -> dict:
     optG = torch.optim.Adam(netG.parameters(), lr=recipe.phases[0].lr, betas=(0.5, 0.999))
     optD = torch.optim.Adam(netD.parameters(), lr=recipe.phases[0].lr, betas=(0.5, 0.999))
     history: dict[str, list[float]] = {"loss_d": [], "loss_g": [], "d_real": [], "d_fake": []}
+    modules = {"G": netG, "D": netD, "G_ema": G_ema, "opt_g": optG, "opt_d": optD}
     step, last = 0, out / "last.pt"
     if last.exists() and not args.dry_run:
-        state = checkpoint.read(last)["training_state"]
-        for module, key in ((netG, "G"), (netD, "D"), (G_ema, "G_ema"), (optG, "opt_g"), (optD, "opt_d")):
-            module.load_state_dict(state[key])
-        step, history = state["step"], state["history"]
-        rng.set_state(state["rng"])
-        log.info("resumed from %s at step %d", last, step)
+        step, history = resume(last, modules, rng)
 
     def save() -> None:
-        state = {"G": netG.state_dict(), "D": netD.state_dict(), "G_ema": G_ema.state_dict(), "opt_g": optG.state_dict(),
-                 "opt_d": optD.state_dict(), "step": step, "history": history, "rng": rng.get_state()}
-        checkpoint.save(last, netD, labels=FER_CLASSES, data=provenance, training_state=state)
+        checkpoint.save(last, netD, labels=FER_CLASSES, data=provenance,
+                        training_state=training_state(modules, step, history, rng))
         shipped = copy.deepcopy(G_ema if recipe.ema_decay else netG)
         standing_stats(shipped)
         checkpoint.save(out / "generator.pt", shipped, labels=FER_CLASSES, data=provenance,
