@@ -152,11 +152,9 @@ class ExpressionEditor:
             out = self.model(x, torch.tensor(classes, dtype=torch.long))
         return ((out[:, 0].clamp(-1, 1) + 1) * 127.5).numpy()
 
-    def edit(self, rgb: np.ndarray, emotion: str, face: Face, grey: np.ndarray | None = None,
-             inplace: bool = False) -> np.ndarray:
-        """``rgb`` with the face's expression changed to ``emotion`` (a project emotion); ``grey``:
-        its :func:`luma` when known. ``inplace`` changes ``rgb`` itself when it is writable (no copy of
-        a large photo)."""
+    def edit(self, rgb: np.ndarray, emotion: str, face: Face, grey: np.ndarray | None = None) -> np.ndarray:
+        """A copy of ``rgb`` with the face's expression changed to ``emotion`` (a project emotion);
+        ``grey``: its :func:`luma` when known. (A decoded photo is read-only, so it is always copied.)"""
         grey = luma(rgb) if grey is None else grey
         crop = aligned_crop(grey, face)
         change = (self.edit_crops(crop[None], [fer_index(emotion)])[0] - crop) * self.window
@@ -166,7 +164,7 @@ class ExpressionEditor:
         h, w = grey.shape
         x0, y0 = (max(0, int(np.floor(v))) for v in corners.min(0))
         x1, y1 = min(w, int(np.ceil(corners[:, 0].max())) + 1), min(h, int(np.ceil(corners[:, 1].max())) + 1)
-        out = rgb if inplace and rgb.flags.writeable else rgb.copy()
+        out = rgb.copy()
         if x1 <= x0 or y1 <= y0:
             return out
         change = change.astype(np.float32)
@@ -182,11 +180,11 @@ class ExpressionEditor:
 
 
 def edit_photo(editor: ExpressionEditor, finder: FaceFinder, rgb: np.ndarray, emotion: str,
-               orientation: int = 1, inplace: bool = False) -> tuple[np.ndarray, Face]:
+               orientation: int = 1) -> tuple[np.ndarray, Face]:
     """Find the largest face and edit it; :class:`NoFaceError` when there is none."""
     grey = luma(rgb)
     face = finder.find(grey)
     if face is None:
         turned = f" (after turning it by its EXIF orientation {orientation})" if orientation != 1 else ""
         raise NoFaceError(f"no frontal face was found in the {rgb.shape[1]}x{rgb.shape[0]} photo{turned}")
-    return editor.edit(rgb, emotion, face, grey, inplace), face
+    return editor.edit(rgb, emotion, face, grey), face

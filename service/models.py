@@ -97,8 +97,7 @@ class PhotoModel:
         return await anyio.to_thread.run_sync(load_photo, file, limiter=self.limiter)
 
     def _edit(self, photo: Photo, emotion: str) -> bytes:
-        edited, _ = edit_photo(self.editor, self._finder(), photo.rgb, emotion, photo.orientation, inplace=True)
-        photo.rgb = None  # edited in place: the photo is used once
+        edited, _ = edit_photo(self.editor, self._finder(), photo.rgb, emotion, photo.orientation)
         return encode_photo(edited)
 
     async def predict(self, photo: Photo, emotion: str) -> bytes:
