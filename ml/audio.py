@@ -34,6 +34,11 @@ WHISPER_HOP = 160
 WHISPER_N_MELS = 80
 WHISPER_WINDOW = "hann-periodic"
 
+#: The speaker encoder's front end (Resemblyzer's GE2E, ``ml.models.voice``): the same frames, 40
+#: Slaney mel bins of power (no log), the clip at -30 dBFS RMS, as its training audio was.
+VOICE_N_MELS = 40
+VOICE_LEVEL_RMS = 10 ** (-30 / 20)
+
 #: Speed factors of training's speed perturbation (``ml.augment``).
 SPEED_FACTORS = (0.9, 1.0, 1.1)
 
@@ -58,7 +63,14 @@ WHISPER_FEATURE_PARAMS: dict[str, float | int | str] = {
     "trim_margin_s": TRIM_MARGIN_S,
 }
 
-
+#: What the speaker encoder hears: stored in its checkpoint and checked on load.
+VOICE_FEATURE_PARAMS: dict[str, float | int | str] = {
+    **{k: WHISPER_FEATURE_PARAMS[k] for k in ("sample_rate", "n_fft", "hop_length", "f_min", "f_max", "window",
+                                               "center", "mel_scale", "trim_top_db", "trim_margin_s")},
+    "n_mels": VOICE_N_MELS,
+    "log": "none (power)",
+    "level_rms": VOICE_LEVEL_RMS,
+}
 
 
 def trim_silence(wave: torch.Tensor) -> torch.Tensor:
@@ -125,10 +137,16 @@ def mel_filterbank(n_fft: int, n_mels: int, f_min: float, f_max: float) -> np.nd
     return weights.astype(np.float32)
 
 
-@functools.lru_cache(maxsize=4)
-def _whisper_basis(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    fb = mel_filterbank(WHISPER_N_FFT, WHISPER_N_MELS, 0.0, SAMPLE_RATE / 2)
+@functools.lru_cache(maxsize=8)
+def _mel_basis(n_mels: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    fb = mel_filterbank(WHISPER_N_FFT, n_mels, 0.0, SAMPLE_RATE / 2)
     return torch.from_numpy(fb).to(device), torch.hann_window(WHISPER_N_FFT, periodic=True, device=device)
+
+
+def _power_spectrum(wave: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+    """|STFT|^2 of a (T,) wave: centred 25 ms frames every 10 ms, (n_fft // 2 + 1, T // 160 + 1)."""
+    assert wave.dim() == 1, f"wave must be (T,), got {tuple(wave.shape)}"
+    return torch.stft(wave, WHISPER_N_FFT, WHISPER_HOP, window=window, return_complex=True).abs().pow(2)
 
 
 def whisper_log_mel(wave: torch.Tensor, band_limit_hz: float | None = None) -> torch.Tensor:
@@ -141,14 +159,27 @@ def whisper_log_mel(wave: torch.Tensor, band_limit_hz: float | None = None) -> t
     evaluation option, ``python -m ml.evaluate_ser --band-limit-hz``; the shipped front end has
     none) drops the spectrum above it, as a telephone band does. Computed on ``wave``'s device.
     """
-    assert wave.dim() == 1, f"wave must be (T,), got {tuple(wave.shape)}"
-    fb, window = _whisper_basis(wave.device)
-    spec = torch.stft(wave, WHISPER_N_FFT, WHISPER_HOP, window=window, return_complex=True)[..., :-1]
+    fb, window = _mel_basis(WHISPER_N_MELS, wave.device)
+    power = _power_spectrum(wave, window)[..., :-1]
     if band_limit_hz is not None:
-        spec = spec * (torch.fft.rfftfreq(WHISPER_N_FFT, 1 / SAMPLE_RATE, device=wave.device) <= band_limit_hz)[:, None]
-    log_spec = torch.clamp(fb @ spec.abs().pow(2), min=1e-10).log10()
+        power = power * (torch.fft.rfftfreq(WHISPER_N_FFT, 1 / SAMPLE_RATE, device=wave.device) <= band_limit_hz)[:, None]
+    log_spec = torch.clamp(fb @ power, min=1e-10).log10()
     log_spec = torch.maximum(log_spec, log_spec.max() - 8.0)
     return ((log_spec + 4.0) / 4.0)[None]
+
+
+def voice_mel(wave: torch.Tensor) -> torch.Tensor:
+    """What the speaker encoder hears of one (T,) clip: (T // 160 + 1, 40) power mel frames.
+
+    Trimmed of silence and scaled to :data:`VOICE_LEVEL_RMS` first, as Resemblyzer's own front end
+    does (``librosa.feature.melspectrogram`` on a -30 dBFS clip; Resemblyzer also cuts pauses
+    inside the clip with webrtcvad, which this does not: its C extension does not build on the
+    slim image).
+    """
+    w = trim_silence(wave)
+    w = w * (VOICE_LEVEL_RMS / w.pow(2).mean().sqrt().clamp(min=1e-8))
+    fb, window = _mel_basis(VOICE_N_MELS, w.device)
+    return (fb @ _power_spectrum(w, window)).T
 
 
 def split_windows(wave: torch.Tensor, window_s: float, min_last_s: float = 2.0) -> list[torch.Tensor]:

@@ -6,7 +6,7 @@ A checkpoint is a dict of plain types and tensors, loaded with ``weights_only=Tr
     arch            registry name below ("ser-whisper", "cgan-generator", ...)
     config          the model's config dataclass as a dict (the network is rebuilt from it)
     labels          the class names, in output order
-    feature_params  the audio front-end constants (SER models only), checked on load
+    feature_params  the audio front-end constants (speech models only), checked on load
     data            provenance: dataset name, split, fingerprint
     metrics         what was measured on it (dict)
     drawing         generators only: how faces are drawn from it (``ml.generate.Drawing`` as a dict)
@@ -34,6 +34,7 @@ from ml.models.baseline_gan import (BaselineDiscriminator, BaselineDiscriminator
 from ml.models.fer_classifier import FERClassifier, FERClassifierConfig
 from ml.models.gan import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 from ml.models.ser import SERHead, SERHeadConfig
+from ml.models.voice import VoiceEncoder, VoiceEncoderConfig
 
 #: 2 (2026-12-02): a generator's drawing settings left its config for their own ``drawing`` key,
 #: and the shipped files were converted once; a file of format 1 is refused.
@@ -47,11 +48,12 @@ ARCHITECTURES: dict[str, tuple[type[nn.Module], type]] = {
     "expression-editor": (Editor, EditorConfig),
     "baseline-generator": (BaselineGenerator, BaselineGeneratorConfig),
     "baseline-discriminator": (BaselineDiscriminator, BaselineDiscriminatorConfig),
+    "voice-encoder": (VoiceEncoder, VoiceEncoderConfig),
 }
 GENERATORS = ("cgan-generator", "baseline-generator")  # what FaceGenerator can draw with
 SER_MODELS = ("ser-whisper",)  # what EmotionRecognizer can hear with; they carry feature_params
-#: The front-end contract each SER architecture was trained with, stored in its files and checked on load.
-FEATURE_CONTRACTS = {"ser-whisper": audio.WHISPER_FEATURE_PARAMS}
+#: The audio front-end contract each speech architecture was trained with, stored in its files and checked on load.
+FEATURE_CONTRACTS = {"ser-whisper": audio.WHISPER_FEATURE_PARAMS, "voice-encoder": audio.VOICE_FEATURE_PARAMS}
 
 
 class CheckpointError(RuntimeError):
@@ -99,7 +101,7 @@ def save(
         "metrics": metrics or {},
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
-    if arch in SER_MODELS:
+    if arch in FEATURE_CONTRACTS:
         payload["feature_params"] = dict(FEATURE_CONTRACTS[arch])
     if arch in GENERATORS:
         payload["drawing"] = _plain(drawing or {"latent_scale": None})
@@ -150,7 +152,7 @@ def load(path: str | Path, *, arch: str | tuple[str, ...] | None = None, labels:
         raise CheckpointError(f"{path}: holds a {payload['arch']!r} model, expected {' or '.join(map(repr, accepted))}")
     if labels is not None and tuple(payload.get("labels", ())) != tuple(labels):
         raise CheckpointError(f"{path}: labels {payload.get('labels')} are not {list(labels)}")
-    if payload["arch"] in SER_MODELS:
+    if payload["arch"] in FEATURE_CONTRACTS:
         check_feature_params(payload.get("feature_params", {}), source=str(path), expected=FEATURE_CONTRACTS[payload["arch"]])
     cls, config_cls = ARCHITECTURES[payload["arch"]]
     try:

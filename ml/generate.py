@@ -6,7 +6,8 @@ evaluation and the service.
 
 Three rules live here, not in the network:
 
-- **Seed to latent.** A seed fixes z on every machine and run (:func:`latent_for_seed`).
+- **Seed to latent.** A seed fixes z on every machine and run (:func:`latent_for_seed`); a voice
+  gives its own z instead (``ml.voice``).
 - **Drawing.** A file's :class:`Drawing` (its ``drawing`` key) says how z is drawn from: as
   trained unless it holds a latent scale per class (z times the scale). The shipped files draw as
   trained; ``docs/experiments/gan.md`` has the calibrations that were measured and dropped.
@@ -86,11 +87,13 @@ class FaceGenerator:
         return cls(loaded.model, device, Drawing.from_meta(loaded.meta)), loaded
 
     @torch.inference_mode()
-    def draw(self, classes: list[int], seeds: list[int]) -> torch.Tensor:
-        """Faces (B, 1, 48, 48) float in [-1, 1], on the CPU, for FER class indices and seeds
-        (0 <= seed < 2**32): what :meth:`render` rounds."""
-        assert len(classes) == len(seeds), "one seed per face"
-        z = torch.stack([latent_for_seed(s, self.model.config.latent_dim) for s in seeds])
+    def draw(self, classes: list[int], seeds: list[int | torch.Tensor]) -> torch.Tensor:
+        """Faces (B, 1, 48, 48) float in [-1, 1], on the CPU, for FER class indices and who to draw:
+        a seed (0 <= seed < 2**32) or a latent of its own ((latent_dim,), a voice's: ``ml.voice``).
+        What :meth:`render` rounds."""
+        assert len(classes) == len(seeds), "one seed or latent per face"
+        d = self.model.config.latent_dim
+        z = torch.stack([s.float().reshape(d) if isinstance(s, torch.Tensor) else latent_for_seed(s, d) for s in seeds])
         if self.drawing.latent_scale is not None:
             z = z * torch.tensor(self.drawing.latent_scale)[torch.tensor(classes)][:, None]
         z, y = z.to(self.device), torch.tensor(classes, dtype=torch.long, device=self.device)
@@ -99,8 +102,8 @@ class FaceGenerator:
         with one_thread():
             return self.model(z, y)
 
-    def render(self, classes: list[int], seeds: list[int]) -> np.ndarray:
-        """Faces (B, 48, 48) uint8 for FER class indices and seeds (0 <= seed < 2**32)."""
+    def render(self, classes: list[int], seeds: list[int | torch.Tensor]) -> np.ndarray:
+        """Faces (B, 48, 48) uint8 for FER class indices and seeds or latents (:meth:`draw`)."""
         return to_uint8(self.draw(classes, seeds)).numpy()
 
     def sample_grid(self, seeds=GRID_SEEDS) -> Image.Image:
