@@ -63,8 +63,9 @@ class Emotion:
 class Face:
     png: bytes
     emotion: str
-    seed: int | None  # None when the face is your photo's (/edit, or /speech-to-face with ``photo``)
+    seed: int | None  # the seed drawn; None when the face is the voice's or your photo's
     confidence: float | None = None  # /speech-to-face only: the probability of ``emotion``
+    face: str = "seed"  # whose face: "seed", "voice" (/speech-to-face without a seed) or "photo"
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,8 @@ class LiveAnswer:
     emotion: str | None = None
     confidence: float | None = None
     probabilities: dict[str, float] | None = None
-    seed: int | None = None
+    seed: int | None = None  # None when the face is the speaker's own ("voice")
+    face: str | None = None  # "voice" or "seed"
     png: bytes | None = None
     dropped: int = 0  # hops the server skipped since the last answer, while it was busy
 
@@ -121,7 +123,8 @@ def _face(response: httpx.Response) -> Face:
     confidence = response.headers.get("x-emotion-confidence")
     seed = response.headers.get("x-seed")
     return Face(png=response.content, emotion=response.headers["x-emotion"], seed=int(seed) if seed else None,
-                confidence=float(confidence) if confidence is not None else None)
+                confidence=float(confidence) if confidence is not None else None,
+                face=response.headers.get("x-face", "photo" if seed is None else "seed"))
 
 
 def _generate_params(emotion: str, seed: int | None, size: int, count: int) -> dict[str, Any]:
@@ -147,7 +150,7 @@ class Client:
         return _emotion(self.http.post("/emotion", **_upload(audio)))
 
     def speech_to_face(self, audio: Audio, *, seed: int | None = None, size: int = 48, photo: Photo | None = None) -> Face:
-        """The recording's emotion drawn as a face; without ``seed`` the recording's bytes choose it.
+        """The recording's emotion drawn as a face; without ``seed`` the speaker's own face (from the voice).
         With ``photo``, the face is that photo's, edited to the emotion heard (same size; no seed)."""
         return _face(self.http.post("/speech-to-face", params=_face_params(seed, size), **_upload(audio, photo)))
 
@@ -282,7 +285,8 @@ def main(argv: list[str] | None = None) -> None:
                 dropped += a.dropped
                 skipped = f"  ({a.dropped} hops dropped before it)" if a.dropped else ""
                 if a.kind == "face":
-                    print(f"t={a.t:.1f} s  {a.emotion} {a.confidence:.2f}  seed {a.seed}  {len(a.png)} B PNG{skipped}",
+                    who = "the voice's face" if a.face == "voice" else f"seed {a.seed}"
+                    print(f"t={a.t:.1f} s  {a.emotion} {a.confidence:.2f}  {who}  {len(a.png)} B PNG{skipped}",
                           flush=True)
                 else:
                     print(f"t={a.t:.1f} s  silence{skipped}", flush=True)

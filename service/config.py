@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     ser_weights: Path = WEIGHTS_DIR / "ser.pt"
     generator_weights: Path = WEIGHTS_DIR / "generator.pt"
     editor_weights: Path = WEIGHTS_DIR / "editor.pt"
+    voice_weights: Path = WEIGHTS_DIR / "voice.pt"
     max_body_mb: float = Field(25.0, gt=0, description="largest accepted request body")
     max_audio_s: float = Field(60.0, gt=0, description="longest accepted recording")
     max_batch_size: int = Field(64, ge=1, le=1024, description="largest micro-batch per forward pass")

@@ -16,15 +16,17 @@ import torch
 
 from ml.audio import SAMPLE_RATE
 from ml.edit import ExpressionEditor
-from ml.generate import FaceGenerator
+from ml.generate import FaceGenerator, one_thread
+from ml.checkpoint import CheckpointError
 from ml.recognize import EmotionRecognizer, SpeakerNorm
 from ml.runtime import select_device
+from ml.voice import VoicePrint
 from service.config import Settings
 from service.decoding import Decoder
 from service.admission import Budget, Drain, StreamTable
 from service.inference import InvalidOutput, MicroBatcher, render_items, timed
 from service.metrics import Metrics
-from service.models import FaceModel, PhotoModel, SpeechModel
+from service.models import FaceModel, PhotoModel, SpeechModel, VoiceModel
 from service.schemas import ModelCard
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,7 @@ class Engines:
     device: torch.device
     ser: MicroBatcher  # holds the EmotionRecognizer
     faces: MicroBatcher  # holds the FaceGenerator
+    voices: MicroBatcher  # holds the VoicePrint
     models: list[ModelCard]
     clips: Budget  # recordings admitted at once: decoding, queued or being heard
     face_work: Budget  # face work admitted at once, in single-48px-face units
@@ -46,6 +49,7 @@ class Engines:
     face: FaceModel
     photos: Budget  # photos admitted at once: decoding, queued or being edited
     photo: PhotoModel
+    voice: VoiceModel  # a recording's voice -> its face's latent (a face per voice)
     drain: Drain
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     streams: StreamTable = field(default_factory=lambda: StreamTable(0, 0, 0.0))  # live WebSocket streams
@@ -66,8 +70,15 @@ def hear(recognizer: EmotionRecognizer, items: list[tuple[np.ndarray, SpeakerNor
             for p in probs]
 
 
+def listen(voice: VoicePrint, items: list[np.ndarray]) -> list[np.ndarray]:
+    """The voice batcher's work: each clip's speaker embedding, clip by clip on one thread (so a
+    clip's embedding is the same alone and in any batch; the batcher runs one batch per core)."""
+    with one_thread():
+        return [voice.embed(wave) for wave in items]
+
+
 def load_engines(settings: Settings, metrics: Metrics, drain: Drain | None = None) -> Engines:
-    """Load both checkpoints (raising ``CheckpointError`` with a clear message) and build batchers."""
+    """Load the checkpoints (raising ``CheckpointError`` with a clear message) and build batchers."""
     if settings.cpu_threads:
         torch.set_num_threads(settings.cpu_threads)
     device = select_device(settings.device)
@@ -75,10 +86,16 @@ def load_engines(settings: Settings, metrics: Metrics, drain: Drain | None = Non
     (recognizer, ser_loaded), ser_s = timed(lambda: EmotionRecognizer.from_checkpoint(settings.ser_weights, device))
     (generator, gen_loaded), gen_s = timed(lambda: FaceGenerator.from_checkpoint(settings.generator_weights, device))
     (editor, edit_loaded), edit_s = timed(lambda: ExpressionEditor.from_checkpoint(settings.editor_weights))
-    models = [_info("ser", settings.ser_weights, ser_loaded, ser_s, recognizer.device),
-              _info("generator", settings.generator_weights, gen_loaded, gen_s, generator.device),
-              _info("editor", settings.editor_weights, edit_loaded, edit_s, torch.device("cpu"))]
-    for m, path in zip(models, (settings.ser_weights, settings.generator_weights, settings.editor_weights), strict=True):
+    (voiceprint, voice_loaded), voice_s = timed(lambda: VoicePrint.from_checkpoint(settings.voice_weights))
+    if voiceprint.model.config.latent_dim != generator.model.config.latent_dim:
+        raise CheckpointError(f"{settings.voice_weights} maps voices to a latent of {voiceprint.model.config.latent_dim}, "
+                              f"the generator's is {generator.model.config.latent_dim}: re-run python -m ml.import_voice")
+    paths = (settings.ser_weights, settings.generator_weights, settings.editor_weights, settings.voice_weights)
+    models = [_info(name, path, loaded, seconds, dev) for name, path, loaded, seconds, dev in zip(
+        ("ser", "generator", "editor", "voice"), paths, (ser_loaded, gen_loaded, edit_loaded, voice_loaded),
+        (ser_s, gen_s, edit_s, voice_s), (recognizer.device, generator.device, torch.device("cpu"), torch.device("cpu")),
+        strict=True)]
+    for m, path in zip(models, paths, strict=True):
         # the log (the operator's) names the full path; /ready (anyone's) only the file name
         log.info("loaded %s from %s sha256=%s device=%s parameters=%d in %.3fs", m.name, path, m.sha256, m.device,
                  m.parameters, m.load_seconds)
@@ -94,6 +111,10 @@ def load_engines(settings: Settings, metrics: Metrics, drain: Drain | None = Non
                          max_batch=settings.max_batch_size, max_wait_s=wait, on_batch=metrics.observe_batch,
                          max_queue=4 * settings.max_queue_faces, timeout_s=settings.queue_timeout_s, workers=workers)
     cores = os.cpu_count() or 1
+    # one batch per core, each clip on one thread: a clip's latent is the same alone and in any batch
+    voice = MicroBatcher(functools.partial(listen, voiceprint), name="voice", max_batch=settings.max_batch_size,
+                         max_wait_s=wait, on_batch=metrics.observe_batch, max_queue=4 * settings.max_queue_clips,
+                         timeout_s=settings.queue_timeout_s, workers=cores)
     decoder = Decoder(max_decodes=settings.max_decodes or cores, max_ffmpeg=settings.max_ffmpeg_decodes or max(1, cores // 2),
                       ffmpeg_wait_s=settings.ffmpeg_wait_s, timeout_s=settings.decode_timeout_s,
                       memory_bytes=int(settings.decode_memory_mb * 1024 * 1024))
@@ -102,9 +123,10 @@ def load_engines(settings: Settings, metrics: Metrics, drain: Drain | None = Non
     photos = Budget("photo", settings.max_queue_photos)
     metrics.watch({b.name: (lambda b=b: (b.used, b.capacity)) for b in (clips, face_work, photos)},
                   lambda: (len(streams.slots), streams.capacity))
-    return Engines(settings, device, ser, faces, models, clips=clips, face_work=face_work, decoder=decoder,
+    return Engines(settings, device, ser, faces, voice, models, clips=clips, face_work=face_work, decoder=decoder,
                    speech=SpeechModel(decoder, ser, settings.max_audio_s, recognizer.speaker), face=FaceModel(faces),
                    photos=photos, photo=PhotoModel(editor, settings.max_edits or cores),
+                   voice=VoiceModel(voiceprint, voice),
                    drain=drain or Drain(), streams=streams)
 
 
@@ -115,6 +137,7 @@ async def warm_up(engines: Engines) -> None:
     wave = (0.1 * rng.standard_normal(4 * SAMPLE_RATE)).astype(np.float32)  # a 4 s clip
     await engines.ser.run_direct([(wave, None)])
     await engines.faces.run_direct([(0, 0, 48)])
+    await engines.voices.run_direct([wave])
     engines.photo.editor.edit_crops(np.full((1, 48, 48), 128, np.float32), [0])
     engines.ready.set()
     log.info("warm-up done in %.3fs; ready", time.perf_counter() - t0)

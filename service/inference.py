@@ -10,12 +10,15 @@ import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import numpy as np
 from PIL import Image
 
 from ml.labels import EMOTIONS
+
+if TYPE_CHECKING:  # the FFmpeg child imports this module and must not import torch
+    import torch
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -188,15 +191,11 @@ def emotion_fields(probs: np.ndarray) -> dict:
     return {"emotion": best, "confidence": probabilities[best], "probabilities": probabilities}
 
 
-def face_fields(png: bytes, seed: int) -> dict:
-    """A face in a JSON answer (/speech-to-face with ``Accept: application/json``, the live stream)."""
-    return {"seed": seed, "image_png_base64": base64.b64encode(png).decode()}
+def face_fields(png: bytes, seed: int | None, face: str) -> dict:
+    """A face in a JSON answer (/speech-to-face with ``Accept: application/json``, the live stream):
+    ``face`` says whose it is, "seed", "voice" or "photo"; ``seed`` is null unless it is "seed"."""
+    return {"seed": seed, "face": face, "image_png_base64": base64.b64encode(png).decode()}
 
-
-def seed_from_digest(digest: bytes) -> int:
-    """A seed derived from content (the SHA-256 of a recording's bytes), so the same recording
-    always draws the same face."""
-    return int.from_bytes(digest[:4], "big")
 
 
 def encode_png(faces: np.ndarray, size: int) -> bytes:
@@ -228,8 +227,8 @@ def encode_photo(rgb: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def render_items(generator, items: list[tuple[int, int, int | None]]) -> list[np.ndarray | bytes]:
-    """The generator batcher's work: one forward pass for every (class, seed, size) item.
+def render_items(generator, items: list[tuple[int, int | torch.Tensor, int | None]]) -> list[np.ndarray | bytes]:
+    """The generator batcher's work: one forward pass for every (class, seed or latent, size) item.
 
     An item with a size comes back as finished PNG bytes, encoded here on the worker thread, so a
     single-face request makes one thread hop instead of two; an item without one comes back as

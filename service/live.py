@@ -7,13 +7,15 @@ length up to :data:`MAX_MESSAGE_BYTES`. For each :data:`HOP_S` of audio received
 hears the last :data:`WINDOW_S` and answers with one JSON text message::
 
     {"type": "face", "t": 3.0, "emotion": "happy", "confidence": 0.61, "probabilities": {...},
-     "seed": 7, "image_png_base64": "...", "dropped": 0}
+     "seed": 7, "face": "seed", "image_png_base64": "...", "dropped": 0}
 
 A stream is one speaker: its windows are heard relative to that speaker's running mean
 (``ml.recognize.SpeakerNorm``), which took the held-out UA from 45.3% clip by clip to 52.7%
 once a stream has heard a few windows. ``probabilities`` are smoothed over time (an exponential
-average, :data:`SMOOTHING`), so the face does not flicker on every hop; ``emotion`` is their most probable. The face keeps one identity,
-``seed`` (given, or random), for the whole connection. A window that is digitally silent gets
+average, :data:`SMOOTHING`), so the face does not flicker on every hop; ``emotion`` is their most probable. The face keeps one
+person: ``seed``'s when given, else the speaker's own face (``"face": "voice"``, ``"seed": null``),
+from the mean voice of the first :data:`VOICE_WINDOWS` windows heard, then kept for the whole
+connection, as ``/speech-to-face`` draws one face per voice. A window that is digitally silent gets
 ``{"type": "silence", "t": ...}``. The windows go through the same micro-batchers as the HTTP
 routes, one at a time per stream: a hop that comes while the last is still being heard is
 dropped (counted in ``dropped``), so a slow model never builds a queue.
@@ -47,7 +49,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import secrets
 import time
 from urllib.parse import urlsplit
 
@@ -66,6 +67,7 @@ router = APIRouter()
 
 WINDOW_S = 3.0
 HOP_S = 1.0
+VOICE_WINDOWS = 3  # windows whose voice makes the stream's face; after them it is fixed
 SMOOTHING = 0.5  # weight of the newest window in the running average of the probabilities
 MAX_MESSAGE_BYTES = 64 * 1024
 MIN_RATE, MAX_RATE = 8_000, 48_000
@@ -92,6 +94,8 @@ class LiveStream:
         self.next_hop = int(HOP_S * rate)
         self.smoothed: np.ndarray | None = None
         self.dropped = 0
+        self.voices: list[np.ndarray] = []  # the speaker embeddings of the first VOICE_WINDOWS windows
+        self.latent = None  # the voice's face (their mean's latent), once one window was heard
 
     def feed(self, pcm: bytes) -> None:
         if len(pcm) % 2:
@@ -181,8 +185,7 @@ async def speech_to_face_live(ws: WebSocket) -> None:
         if engines is None or not engines.ready.is_set() or engines.drain.draining:
             raise StreamClosed(1013, "the service is not ready; retry shortly")
         rate = _param(ws, "rate", audio.SAMPLE_RATE, MIN_RATE, MAX_RATE)
-        seed = _param(ws, "seed", None, 0, 2**32 - 1)
-        seed = secrets.randbelow(2**32) if seed is None else seed
+        seed = _param(ws, "seed", None, 0, 2**32 - 1)  # None: the speaker's face
         try:
             slot = engines.streams.open(ws.client.host if ws.client else "")
         except NoSlot as full:
@@ -197,7 +200,7 @@ async def speech_to_face_live(ws: WebSocket) -> None:
         pass
 
 
-async def _serve(ws: WebSocket, engines: Engines, stream: LiveStream, seed: int, slot: Slot) -> None:
+async def _serve(ws: WebSocket, engines: Engines, stream: LiveStream, seed: int | None, slot: Slot) -> None:
     settings = engines.settings
     end = time.monotonic() + settings.stream_max_s
     pending: asyncio.Task | None = None
@@ -247,19 +250,27 @@ async def _serve(ws: WebSocket, engines: Engines, stream: LiveStream, seed: int,
             pending.cancel()
 
 
-async def _answer(ws: WebSocket, engines: Engines, stream: LiveStream, seed: int, window: np.ndarray) -> None:
+async def _answer(ws: WebSocket, engines: Engines, stream: LiveStream, seed: int | None, window: np.ndarray) -> None:
     t = stream.seconds
     if decoding.is_silent(window):
         await _send(ws, {"type": "silence", "t": t})
         return
     try:
-        fields = engines.speech.encode_response(stream.smooth(await engines.speech.predict(window, stream.speaker)))
-        png = await engines.face.predict(fields["emotion"], seed)
+        heard = engines.speech.predict(window, stream.speaker)
+        if seed is None and len(stream.voices) < VOICE_WINDOWS:
+            probs, voice = await asyncio.gather(heard, engines.voice.predict(window))
+            stream.voices.append(voice)
+            stream.latent = engines.voice.latent(stream.voices)
+        else:
+            probs = await heard
+        fields = engines.speech.encode_response(stream.smooth(probs))
+        png = await engines.face.predict(fields["emotion"], stream.latent if seed is None else seed)
     except Exception as exc:  # the model failed this window: this stream ends, the others go on
         log.exception("live stream: the models failed a window")
         raise StreamClosed(1011, f"the models failed: {type(exc).__name__}") from exc
     dropped, stream.dropped = stream.dropped, 0
-    await _send(ws, {"type": "face", "t": t, **fields, **engines.face.encode_response(png, seed), "dropped": dropped})
+    face = engines.face.encode_response(png, seed, "voice" if seed is None else "seed")
+    await _send(ws, {"type": "face", "t": t, **fields, **face, "dropped": dropped})
 
 
 async def _send(ws: WebSocket, body: dict) -> None:

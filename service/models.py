@@ -13,14 +13,16 @@ from typing import BinaryIO
 
 import anyio
 import numpy as np
+import torch
 
 from ml.decoding import DecodedAudio
 from ml.edit import ExpressionEditor, FaceFinder, edit_photo
 from ml.labels import fer_index
 from ml.photo import Photo, load_photo
 from ml.recognize import SpeakerNorm
+from ml.voice import VoicePrint
 from service.decoding import Decoder
-from service.inference import MicroBatcher, emotion_fields, encode_photo, encode_png, face_fields, seed_from_digest
+from service.inference import MicroBatcher, emotion_fields, encode_photo, encode_png, face_fields
 
 #: A single face up to this size is PNG-encoded on the generator's thread (one thread hop);
 #: larger ones and grids are encoded on a worker thread, so they never hold up the next batch.
@@ -35,10 +37,10 @@ class SpeechModel:
         self.decoder, self.batcher, self.max_audio_s = decoder, batcher, max_audio_s
         self.speaker = speaker  #: a new live stream's speaker normalisation (ml.recognize.SpeakerNorm)
 
-    async def decode_request(self, file: BinaryIO) -> tuple[DecodedAudio, int]:
-        """An uploaded recording -> model input, and the face seed its bytes give."""
-        decoded, digest = await self.decoder.decode(file, max_duration_s=self.max_audio_s)
-        return decoded, seed_from_digest(digest)
+    async def decode_request(self, file: BinaryIO) -> DecodedAudio:
+        """An uploaded recording -> model input."""
+        decoded, _ = await self.decoder.decode(file, max_duration_s=self.max_audio_s)
+        return decoded
 
     async def predict(self, samples: np.ndarray, speaker: SpeakerNorm | None = None) -> np.ndarray:
         """(T,) mono samples at the model rate -> (8,) probabilities; with ``speaker``, heard as
@@ -55,14 +57,32 @@ class SpeechModel:
         return fields
 
 
+class VoiceModel:
+    """The speaker encoder: a recording in, its speaker's embedding out, and from one or several
+    embeddings of one speaker the latent of their face (``ml.voice``)."""
+
+    def __init__(self, voice: VoicePrint, batcher: MicroBatcher) -> None:
+        self.voice, self.batcher = voice, batcher
+
+    async def predict(self, samples: np.ndarray) -> np.ndarray:
+        """(T,) mono samples at the model rate -> the speaker's (256,) unit embedding."""
+        return await self.batcher.submit(samples)
+
+    def latent(self, embeddings: list[np.ndarray]) -> torch.Tensor:
+        """The face's (latent_dim,) latent for one speaker's embeddings (their mean, renormalised)."""
+        e = np.mean(embeddings, axis=0)
+        return self.voice.latents((e / max(float(np.linalg.norm(e)), 1e-12))[None])[0]
+
+
 class FaceModel:
-    """The face generator: an emotion and a seed in, a PNG out."""
+    """The face generator: an emotion and who to draw (a seed, or a voice's latent) in, a PNG out."""
 
     def __init__(self, batcher: MicroBatcher) -> None:
         self.batcher = batcher
 
-    async def predict(self, emotion: str, seed: int, size: int = 48, count: int = 1) -> bytes:
-        """PNG bytes: one face of ``size`` px, or a grid of ``count`` faces of seeds seed, seed+1, ..."""
+    async def predict(self, emotion: str, seed: int | torch.Tensor, size: int = 48, count: int = 1) -> bytes:
+        """PNG bytes: one face of ``size`` px, or a grid of ``count`` faces of seeds seed, seed+1, ...
+        ``seed`` may be a voice's latent instead (``VoiceModel``; one face only)."""
         cls = fer_index(emotion)
         if count == 1 and size <= INLINE_PNG_MAX:  # the common case: the batch worker returns the PNG itself
             return await self.batcher.submit((cls, seed, size))
@@ -70,8 +90,8 @@ class FaceModel:
         return await anyio.to_thread.run_sync(encode_png, np.stack(faces), size)
 
     @staticmethod
-    def encode_response(png: bytes, seed: int) -> dict:
-        return face_fields(png, seed)
+    def encode_response(png: bytes, seed: int | None, face: str) -> dict:
+        return face_fields(png, seed, face)
 
 
 class PhotoModel:

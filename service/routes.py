@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import tempfile
 from contextlib import ExitStack
 from typing import Annotated, BinaryIO
 
+import torch
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -107,11 +109,12 @@ def form_photo(form: FormData) -> BinaryIO:
     return upload.file
 
 
-async def recognise(request: Request, engines: Engines, guard: Guard,
-                    photos: ExitStack | None = None) -> tuple[int, dict, Photo | None]:
-    """The seed the upload's bytes give, and its /emotion result fields. With ``photos``, a photo
-    uploaded beside the recording is admitted (into that stack, so it stays admitted until the
-    caller's edit is done) and decoded first, so a bad photo is refused before the audio is heard."""
+async def recognise(request: Request, engines: Engines, guard: Guard, photos: ExitStack | None = None,
+                    voice: bool = False) -> tuple[torch.Tensor | None, dict, Photo | None]:
+    """The upload's /emotion result fields, and with ``voice`` the latent of its speaker's face
+    (heard beside the emotion). With ``photos``, a photo uploaded beside the recording is admitted
+    (into that stack, so it stays admitted until the caller's edit is done) and decoded first, so a
+    bad photo is refused before the audio is heard; then no voice is heard."""
     speech = engines.speech
     picture = None
     with engines.clips.admit(1, engines.drain):
@@ -121,16 +124,21 @@ async def recognise(request: Request, engines: Engines, guard: Guard,
                 photos.enter_context(engines.photos.admit(1, engines.drain))
                 picture = await guard.run(engines.photo.decode_request(photo_file))
             guard.watch_disconnect()
-            decoded, seed = await guard.run(speech.decode_request(file))
+            decoded = await guard.run(speech.decode_request(file))
         finally:
             file.close()
             if photo_file is not None:
                 photo_file.close()
-        probs = await guard.run(speech.predict(decoded.samples))
-    return seed, speech.encode_response(probs, decoded), picture
+        if voice and picture is None:
+            probs, heard = await guard.run(asyncio.gather(speech.predict(decoded.samples),
+                                                          engines.voice.predict(decoded.samples)))
+            latent = engines.voice.latent([heard])
+        else:
+            probs, latent = await guard.run(speech.predict(decoded.samples)), None
+    return latent, speech.encode_response(probs, decoded), picture
 
 
-async def draw(engines: Engines, guard: Guard, emotion: str, seed: int, size: int, count: int = 1) -> bytes:
+async def draw(engines: Engines, guard: Guard, emotion: str, seed: int | torch.Tensor, size: int, count: int = 1) -> bytes:
     with engines.face_work.admit(face_cost(count, size), engines.drain):
         guard.watch_disconnect()
         return await guard.run(engines.face.predict(emotion, seed, size, count))
@@ -198,23 +206,26 @@ async def generate(
                  "schema": SpeechToFaceResult.model_json_schema()}}}, **AUDIO_ERRORS})
 async def speech_to_face(request: Request, engines: Models, guard: Guarded, seed: Seed = None,
                          size: Size = 48) -> Response:
-    """Recognise the emotion of a recording and draw a face showing it. Without `seed`, the seed comes from
-    the audio content, so the same recording always gives the same face. `Accept: application/json`
-    returns the /emotion fields plus `seed` and `image_png_base64`. With a multipart field `photo`
-    beside `file`, the answer is that photo, its size kept (`seed` and `size` do not apply), with its
-    face edited to the emotion heard, as /edit does."""
+    """Recognise the emotion of a recording and draw a face showing it. Without `seed`, the person drawn
+    comes from the voice: one speaker's recordings give one face, and the same recording always the
+    same face (`X-Face: voice`). With `seed`, that seed's person (`X-Face: seed`, `X-Seed`).
+    `Accept: application/json` returns the /emotion fields plus `seed` (null unless given), `face`
+    and `image_png_base64`. With a multipart field `photo` beside `file`, the answer is that photo,
+    its size kept (`seed` and `size` do not apply), with its face edited to the emotion heard, as
+    /edit does (`X-Face: photo`)."""
     with ExitStack() as photos:
-        content_seed, result, picture = await recognise(request, engines, guard, photos)
+        latent, result, picture = await recognise(request, engines, guard, photos, voice=seed is None)
         headers = {"X-Emotion": result["emotion"], "X-Emotion-Confidence": f"{result['confidence']:.6f}"}
         if picture is not None:  # the face is the uploaded photo's, edited; there is no seed
-            png = await guard.run(engines.photo.predict(picture, result["emotion"]))
-            seed = None
+            png, seed, face = await guard.run(engines.photo.predict(picture, result["emotion"])), None, "photo"
+        elif seed is None:
+            png, face = await draw(engines, guard, result["emotion"], latent, size), "voice"
         else:
-            seed = content_seed if seed is None else seed
-            png = await draw(engines, guard, result["emotion"], seed, size)
+            png, face = await draw(engines, guard, result["emotion"], seed, size), "seed"
             headers["X-Seed"] = str(seed)
+        headers["X-Face"] = face
     if "application/json" in request.headers.get("accept", ""):
-        body = {**result, **engines.face.encode_response(png, seed)}
+        body = {**result, **engines.face.encode_response(png, seed, face)}
         return JSONResponse(body, headers=headers)
     return Response(png, media_type="image/png", headers=headers)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 from ml.labels import EMOTIONS
@@ -20,8 +22,10 @@ class EmotionResult(BaseModel):
 
 
 class SpeechToFaceResult(EmotionResult):
-    seed: int | None = Field(..., description="seed of the face; null when the face is the uploaded photo's",
-                             examples=[1234])
+    seed: int | None = Field(..., description="seed of the face when one was given; else null", examples=[None])
+    face: Literal["voice", "seed", "photo"] = Field(
+        ..., description="whose face: the speaker's own (drawn from the voice, when no seed is given), the "
+                         "given seed's, or the uploaded photo's", examples=["voice"])
     image_png_base64: str = Field(..., description="the face as a base64 PNG")
 
 

@@ -110,12 +110,35 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
             checkpoint.save(d / "generator.pt", gen, labels=FER_CLASSES, data={"dataset": "random"}))
 
 
+def voice_weights_for(gen: Path) -> Path:
+    """A speaker-encoder file whose map fits ``gen``'s latent: the shipped one for the shipped
+    generator's size, else the shipped network with a random orthonormal map to that size, written
+    once beside ``gen``."""
+    dim = checkpoint.read(gen)["config"]["latent_dim"]
+    shipped = checkpoint.load(ROOT / "weights" / "voice.pt", arch="voice-encoder")
+    if shipped.model.config.latent_dim == dim:
+        return ROOT / "weights" / "voice.pt"
+    path = gen.parent / f"voice_{dim}.pt"
+    if not path.exists():
+        from ml.models.voice import VoiceEncoder, VoiceEncoderConfig
+
+        config = VoiceEncoderConfig(**{**shipped.meta["config"], "latent_dim": dim})
+        model = VoiceEncoder(config)
+        state = {k: v for k, v in shipped.model.state_dict().items() if k != "to_latent"}
+        model.load_state_dict(state, strict=False)
+        q, _ = torch.linalg.qr(torch.randn(config.embedding, dim, generator=torch.Generator().manual_seed(0)))
+        model.to_latent.copy_(q.T)
+        checkpoint.save(path, model, labels=[], data={"map": "random"})
+    return path
+
+
 def make_client(ser: Path, gen: Path, **overrides):
     from fastapi.testclient import TestClient
 
     from service.config import Settings
     from service.main import create_app
 
+    overrides.setdefault("voice_weights", voice_weights_for(gen))
     settings = Settings(ser_weights=ser, generator_weights=gen, _env_file=None, **overrides)
     return TestClient(create_app(settings), raise_server_exceptions=False)
 
@@ -182,6 +205,7 @@ def live_server(ser: Path, gen: Path, **overrides):
     from service.server import make_server
 
     port = free_port()
+    overrides.setdefault("voice_weights", voice_weights_for(gen))
     settings = Settings(ser_weights=ser, generator_weights=gen, port=port, _env_file=None, **overrides)
     server = make_server(create_app(settings), settings, log_level="warning")
     thread = threading.Thread(target=server.run, daemon=True)

@@ -103,7 +103,8 @@ def test_client_command(served, line):
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.returncode == 0, out.stderr[-3000:]
     *answers, summary = out.stdout.splitlines()
-    assert answers and all(line.startswith("t=") for line in answers) and "seed" in answers[0]
+    assert answers and all(line.startswith("t=") for line in answers)
+    assert ("seed" in answers[0]) == ("--seed" in line) and ("the voice's face" in answers[0]) == ("--seed" not in line)
     # the last line counts the answers and the hops the server dropped, as the lines before said
     told = re.fullmatch(r"(\d+) answers, (\d+) hops dropped", summary)
     assert told and int(told[1]) == len(answers), summary

@@ -58,7 +58,7 @@ async function analyse(blob, filename) {
     return;
   }
   const r = await response.json();
-  const who = onPhoto ? `your photo, edited to ${r.emotion}` : `seed ${r.seed}`;
+  const who = onPhoto ? `your photo, edited to ${r.emotion}` : r.face === "voice" ? "the face of this voice" : `seed ${r.seed}`;
   showResult(r, `${who} · ${r.duration_s.toFixed(2)} s at ${r.sample_rate} Hz`);
   setStatus("Done.");
 }
@@ -133,8 +133,8 @@ async function toggleLive() {
     const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
     let ctx;
     try { ctx = new AudioContext({ sampleRate: 16000 }); } catch { ctx = new AudioContext(); }
-    const seed = $("gen-seed").value || "7";  // the person drawn: the seed of "Draw a face", said in the status
-    const params = new URLSearchParams({ rate: String(ctx.sampleRate), seed });
+    // no seed: the person drawn is the speaker's own face, from their voice
+    const params = new URLSearchParams({ rate: String(ctx.sampleRate) });
     // a browser cannot set headers on a WebSocket: the key travels as a subprotocol token, never in the URL
     const key = $("api-key").value.trim();
     const b64url = (text) => btoa(String.fromCharCode(...new TextEncoder().encode(text)))
@@ -149,14 +149,14 @@ async function toggleLive() {
       const r = JSON.parse(event.data);
       if (r.type !== "face") { setStatus(`Live: ${faces} faces · silence at ${r.t.toFixed(0)} s`); return; }
       faces += 1;
-      showResult(r, `seed ${r.seed} · live, ${r.t.toFixed(0)} s`);
+      showResult(r, `${r.face === "voice" ? "your voice's face" : `seed ${r.seed}`} · live, ${r.t.toFixed(0)} s`);
       setStatus(`Live: ${faces} faces · ${r.t.toFixed(0)} s`);
     };
     ws.onclose = (event) => { if (live && live.ws === ws) stopLive(`Live stream closed (${event.code}): ${event.reason}`, event.code !== 1000); };
     source.connect(node); node.connect(ctx.destination);
     live = { ctx, stream, node, ws };
     $("live").textContent = "Stop live"; $("live").classList.add("recording");
-    setStatus(`Live: speak… (faces drawn with seed ${seed}, from "Draw a face")`);
+    setStatus("Live: speak… (the face drawn is your voice's)");
   } catch (err) {
     setStatus(`Microphone unavailable: ${err.message}`, true);
   }

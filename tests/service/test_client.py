@@ -43,8 +43,10 @@ def test_generate_and_speech_to_face_return_the_png_and_its_headers(server):
         heard = emoface.emotion(clip)
         assert spoken.emotion == heard.emotion and spoken.confidence == pytest.approx(heard.confidence, abs=1e-6)
         assert Image.open(io.BytesIO(spoken.png)).size == (96, 96)
-        assert emoface.speech_to_face(clip, size=96).png == spoken.png  # the recording chooses the seed
-        assert emoface.speech_to_face(clip, seed=spoken.seed + 1, size=96).seed == spoken.seed + 1
+        assert emoface.speech_to_face(clip, size=96).png == spoken.png  # the voice chooses the face
+        assert (spoken.seed, spoken.face) == (None, "voice")
+        seeded = emoface.speech_to_face(clip, seed=8, size=96)
+        assert (seeded.seed, seeded.face) == (8, "seed") and seeded.png != spoken.png
 
 
 def test_edit_and_speech_to_face_on_a_photo(server, tmp_path):

@@ -113,9 +113,10 @@ def test_speech_to_face_edits_the_uploaded_photo(client, face, face_png):
     alone = client.post(f"/edit?emotion={heard}", files={"photo": ("me.png", face_png, "image/png")})
     assert r.headers["x-emotion"] == heard and r.content == alone.content
     j = client.post("/speech-to-face", files=files, headers={"accept": "application/json"}).json()
-    assert j["seed"] is None and base64.b64decode(j["image_png_base64"]) == r.content
+    assert j["seed"] is None and j["face"] == "photo" and base64.b64decode(j["image_png_base64"]) == r.content
+    assert r.headers["x-face"] == "photo"
     without = client.post("/speech-to-face", files={"file": ("clip.flac", clip, "audio/flac")})
-    assert without.headers["x-seed"] and decoded_size(without.content) == (48, 48)
+    assert without.headers["x-face"] == "voice" and decoded_size(without.content) == (48, 48)
 
 
 def decoded_size(content: bytes) -> tuple[int, int]:

@@ -276,3 +276,18 @@ def test_the_stream_and_the_http_route_build_the_same_answer(live, speech):
         assert answer["emotion"] == max(answer["probabilities"], key=answer["probabilities"].get)
         drawn = live.get("/generate", params={"emotion": answer["emotion"], "seed": 7}).content
         assert base64.b64decode(answer["image_png_base64"]) == drawn
+
+
+def test_without_a_seed_a_stream_draws_its_speakers_face_and_keeps_it(live, speech):
+    """No seed: "face": "voice", seed null. The face comes from the first VOICE_WINDOWS windows'
+    voice and is fixed after them: every later answer of one emotion is one PNG (17 answers, so
+    some emotion comes back among the 14 later ones)."""
+    from service.live import VOICE_WINDOWS
+
+    with live.websocket_connect("/ws/speech-to-face?rate=16000") as ws:
+        answers = speak(ws, np.tile(speech, 2))
+    assert len(answers) == 17 and all(a["type"] == "face" and a["face"] == "voice" and a["seed"] is None for a in answers)
+    later: dict[str, list[str]] = {}
+    for a in answers[VOICE_WINDOWS:]:
+        later.setdefault(a["emotion"], []).append(a["image_png_base64"])
+    assert all(len(set(pngs)) == 1 for pngs in later.values())

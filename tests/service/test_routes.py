@@ -25,9 +25,10 @@ def png(content: bytes) -> Image.Image:
 def test_health_ready_and_metrics(client):
     assert client.get("/health").json() == {"status": "ok"}
     ready = client.get("/ready").json()
-    assert ready["status"] == "ready" and {m["name"] for m in ready["models"]} == {"ser", "generator", "editor"}
+    assert ready["status"] == "ready" and {m["name"] for m in ready["models"]} == {"ser", "generator", "editor", "voice"}
     assert all(len(m["sha256"]) == 64 for m in ready["models"])
-    assert {m["path"] for m in ready["models"]} == {"ser.pt", "generator.pt", "editor.pt"}, "file names only: no host paths leak"
+    assert {m["path"] for m in ready["models"]} == {"ser.pt", "generator.pt", "editor.pt", "voice_16.pt"}, \
+        "file names only: no host paths leak"
     assert {m["name"]: m["device"] for m in ready["models"]}["ser"] == "cpu"  # the SER runs on the CPU, always
     client.get("/generate?emotion=sad&seed=1")
     text = client.get("/metrics").text
@@ -227,22 +228,21 @@ def test_speech_to_face_png(client):
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
     assert r.headers["x-emotion"] in EMOTIONS and 0 < float(r.headers["x-emotion-confidence"]) <= 1
     assert png(r.content).size == (48, 48)
+    assert r.headers["x-face"] == "voice" and "x-seed" not in r.headers  # no seed: the voice's own face
     again = client.post("/speech-to-face", files={"file": ("other-name.flac", data)})
-    assert again.content == r.content and again.headers["x-seed"] == r.headers["x-seed"]  # seed from content
-    other = client.post("/speech-to-face", files={"file": ("clip.flac", clip_bytes("sad"))})
-    assert other.headers["x-seed"] != r.headers["x-seed"]
+    assert again.content == r.content and again.headers["x-face"] == "voice"
 
 
 def test_speech_to_face_seed_size_and_json(client):
     data = clip_bytes("happy")
     r = client.post("/speech-to-face?seed=77&size=128", files={"file": ("c.flac", data)})
-    assert r.headers["x-seed"] == "77" and png(r.content).size == (128, 128)
+    assert r.headers["x-seed"] == "77" and r.headers["x-face"] == "seed" and png(r.content).size == (128, 128)
     j = client.post("/speech-to-face?seed=77&size=128", files={"file": ("c.flac", data)},
                     headers={"Accept": "application/json"})
     body = j.json()
     assert set(body) == {"emotion", "confidence", "probabilities", "duration_s", "sample_rate", "channels", "seed",
-                         "image_png_base64"}
-    assert body["seed"] == 77 and base64.b64decode(body["image_png_base64"]) == r.content
+                         "face", "image_png_base64"}
+    assert body["seed"] == 77 and body["face"] == "seed" and base64.b64decode(body["image_png_base64"]) == r.content
     expected = client.get(f"/generate?emotion={body['emotion']}&seed=77&size=128").content
     assert r.content == expected
     assert_problem(client.post("/speech-to-face?size=9", files={"file": ("c.flac", data)}), 422, mentions="size")
