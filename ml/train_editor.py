@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EditorRecipe:
-    steps: int = 10_000
+    steps: int = 15_000
     batch_size: int = 16
     lr: float = 2e-4
     aux: float = 1.0  # D's classification of the edits as the target
