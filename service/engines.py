@@ -8,6 +8,7 @@ import functools
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,9 +39,8 @@ class Engines:
 
     settings: Settings
     device: torch.device
-    ser: MicroBatcher  # holds the EmotionRecognizer
+    ser: MicroBatcher  # holds the EmotionRecognizer and the VoicePrint
     faces: MicroBatcher  # holds the FaceGenerator
-    voices: MicroBatcher  # holds the VoicePrint
     models: list[ModelCard]
     clips: Budget  # recordings admitted at once: decoding, queued or being heard
     face_work: Budget  # face work admitted at once, in single-48px-face units
@@ -62,19 +62,24 @@ def _info(name: str, path: Path, loaded, seconds: float, device: torch.device) -
                      data=loaded.meta.get("data", {}))
 
 
-def hear(recognizer: EmotionRecognizer, items: list[tuple[np.ndarray, SpeakerNorm | None]]) -> list[np.ndarray | Exception]:
-    """The SER batcher's work: (clip, its live stream's speaker or None) items. A clip whose
-    probabilities are not numbers fails alone (a 500 for that request, logged), never sent on as a number."""
-    probs = recognizer.predict([wave for wave, _ in items], [speaker for _, speaker in items])
-    return [p if np.isfinite(p).all() else InvalidOutput(f"the emotion model's output is not finite: {p.tolist()}")
-            for p in probs]
-
-
-def listen(voice: VoicePrint, items: list[np.ndarray]) -> list[np.ndarray]:
-    """The voice batcher's work: each clip's speaker embedding, clip by clip on one thread (so a
-    clip's embedding is the same alone and in any batch; the batcher runs one batch per core)."""
+def embed_alone(voice: VoicePrint, wave: np.ndarray) -> np.ndarray:
+    """One clip's speaker embedding on one intra-op thread (the calling thread's setting, restored after)."""
     with one_thread():
-        return [voice.embed(wave) for wave in items]
+        return voice.embed(wave)
+
+
+def hear(recognizer: EmotionRecognizer, voice: VoicePrint, listener: ThreadPoolExecutor,
+         items: list[tuple[np.ndarray, SpeakerNorm | None, bool]]) -> list[tuple[np.ndarray, np.ndarray | None] | Exception]:
+    """The SER batcher's work: (clip, its live stream's speaker or None, whether to hear its voice)
+    items -> (probabilities, the speaker embedding or None). The voices are embedded on
+    ``listener``'s thread, clip by clip, while the SER hears the batch: one hop, and a clip's
+    embedding is the same alone and in any batch. A clip whose probabilities are not numbers fails
+    alone (a 500 for that request, logged), never sent on as a number."""
+    voices = [listener.submit(embed_alone, voice, wave) if listen else None for wave, _, listen in items]
+    probs = recognizer.predict([wave for wave, _, _ in items], [speaker for _, speaker, _ in items])
+    return [(p, v.result() if v is not None else None) if np.isfinite(p).all()
+            else InvalidOutput(f"the emotion model's output is not finite: {p.tolist()}")
+            for p, v in zip(probs, voices, strict=True)]
 
 
 def load_engines(settings: Settings, metrics: Metrics, drain: Drain | None = None) -> Engines:
@@ -101,7 +106,9 @@ def load_engines(settings: Settings, metrics: Metrics, drain: Drain | None = Non
                  m.parameters, m.load_seconds)
     wait = settings.max_batch_wait_ms / 1000
     # the budgets below bound what is queued; the queues' own bounds are a backstop
-    ser = MicroBatcher(functools.partial(hear, recognizer), name="ser", max_batch=settings.max_batch_size,
+    # one thread of one intra-op thread hears the voices beside the SER's own workers
+    listener = ThreadPoolExecutor(1, thread_name_prefix="voice")
+    ser = MicroBatcher(functools.partial(hear, recognizer, voiceprint, listener), name="ser", max_batch=settings.max_batch_size,
                        max_wait_s=wait, on_batch=metrics.observe_batch, max_queue=4 * settings.max_queue_clips,
                        timeout_s=settings.queue_timeout_s)
     # on a CPU each face is drawn on one thread (bit-exactness, ml.generate), so it takes one batch
@@ -111,10 +118,6 @@ def load_engines(settings: Settings, metrics: Metrics, drain: Drain | None = Non
                          max_batch=settings.max_batch_size, max_wait_s=wait, on_batch=metrics.observe_batch,
                          max_queue=4 * settings.max_queue_faces, timeout_s=settings.queue_timeout_s, workers=workers)
     cores = os.cpu_count() or 1
-    # one batch per core, each clip on one thread: a clip's latent is the same alone and in any batch
-    voice = MicroBatcher(functools.partial(listen, voiceprint), name="voice", max_batch=settings.max_batch_size,
-                         max_wait_s=wait, on_batch=metrics.observe_batch, max_queue=4 * settings.max_queue_clips,
-                         timeout_s=settings.queue_timeout_s, workers=cores)
     decoder = Decoder(max_decodes=settings.max_decodes or cores, max_ffmpeg=settings.max_ffmpeg_decodes or max(1, cores // 2),
                       ffmpeg_wait_s=settings.ffmpeg_wait_s, timeout_s=settings.decode_timeout_s,
                       memory_bytes=int(settings.decode_memory_mb * 1024 * 1024))
@@ -123,10 +126,10 @@ def load_engines(settings: Settings, metrics: Metrics, drain: Drain | None = Non
     photos = Budget("photo", settings.max_queue_photos)
     metrics.watch({b.name: (lambda b=b: (b.used, b.capacity)) for b in (clips, face_work, photos)},
                   lambda: (len(streams.slots), streams.capacity))
-    return Engines(settings, device, ser, faces, voice, models, clips=clips, face_work=face_work, decoder=decoder,
+    return Engines(settings, device, ser, faces, models, clips=clips, face_work=face_work, decoder=decoder,
                    speech=SpeechModel(decoder, ser, settings.max_audio_s, recognizer.speaker), face=FaceModel(faces),
                    photos=photos, photo=PhotoModel(editor, settings.max_edits or cores),
-                   voice=VoiceModel(voiceprint, voice),
+                   voice=VoiceModel(voiceprint),
                    drain=drain or Drain(), streams=streams)
 
 
@@ -135,9 +138,8 @@ async def warm_up(engines: Engines) -> None:
     t0 = time.perf_counter()
     rng = np.random.default_rng(0)
     wave = (0.1 * rng.standard_normal(4 * SAMPLE_RATE)).astype(np.float32)  # a 4 s clip
-    await engines.ser.run_direct([(wave, None)])
+    await engines.ser.run_direct([(wave, None, True)])
     await engines.faces.run_direct([(0, 0, 48)])
-    await engines.voices.run_direct([wave])
     engines.photo.editor.edit_crops(np.full((1, 48, 48), 128, np.float32), [0])
     engines.ready.set()
     log.info("warm-up done in %.3fs; ready", time.perf_counter() - t0)

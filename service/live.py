@@ -256,13 +256,12 @@ async def _answer(ws: WebSocket, engines: Engines, stream: LiveStream, seed: int
         await _send(ws, {"type": "silence", "t": t})
         return
     try:
-        heard = engines.speech.predict(window, stream.speaker)
         if seed is None and len(stream.voices) < VOICE_WINDOWS:
-            probs, voice = await asyncio.gather(heard, engines.voice.predict(window))
+            probs, voice = await engines.speech.predict_voice(window, stream.speaker)
             stream.voices.append(voice)
             stream.latent = engines.voice.latent(stream.voices)
         else:
-            probs = await heard
+            probs = await engines.speech.predict(window, stream.speaker)
         fields = engines.speech.encode_response(stream.smooth(probs))
         png = await engines.face.predict(fields["emotion"], stream.latent if seed is None else seed)
     except Exception as exc:  # the model failed this window: this stream ends, the others go on

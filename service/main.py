@@ -73,7 +73,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engines = load_engines(settings, metrics, drain)  # a missing/corrupt file raises here: startup fails
         engines.ser.start()
         engines.faces.start()
-        engines.voices.start()
         app.state.engines = engines
         warm = asyncio.create_task(warm_up(engines)) if settings.warmup else None
         if warm is None:
@@ -88,7 +87,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 warm.cancel()
             await engines.ser.stop()
             await engines.faces.stop()
-            await engines.voices.stop()
 
     # /docs and /redoc from files installed with fastapi-offline, not from a CDN: many deployments
     # have no internet access, and FastAPI's default pages are blank there.

@@ -45,7 +45,13 @@ class SpeechModel:
     async def predict(self, samples: np.ndarray, speaker: SpeakerNorm | None = None) -> np.ndarray:
         """(T,) mono samples at the model rate -> (8,) probabilities; with ``speaker``, heard as
         that live stream's next window."""
-        return np.asarray(await self.batcher.submit((samples, speaker)))
+        probs, _ = await self.batcher.submit((samples, speaker, False))
+        return np.asarray(probs)
+
+    async def predict_voice(self, samples: np.ndarray, speaker: SpeakerNorm | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`predict`, and the speaker's (256,) embedding heard beside it (``VoiceModel``)."""
+        probs, voice = await self.batcher.submit((samples, speaker, True))
+        return np.asarray(probs), voice
 
     @staticmethod
     def encode_response(probs: np.ndarray, decoded: DecodedAudio | None = None) -> dict:
@@ -58,15 +64,11 @@ class SpeechModel:
 
 
 class VoiceModel:
-    """The speaker encoder: a recording in, its speaker's embedding out, and from one or several
-    embeddings of one speaker the latent of their face (``ml.voice``)."""
+    """The speaker encoder's map: one speaker's embeddings (heard beside the emotion,
+    ``SpeechModel.predict_voice``) -> the latent of their face (``ml.voice``)."""
 
-    def __init__(self, voice: VoicePrint, batcher: MicroBatcher) -> None:
-        self.voice, self.batcher = voice, batcher
-
-    async def predict(self, samples: np.ndarray) -> np.ndarray:
-        """(T,) mono samples at the model rate -> the speaker's (256,) unit embedding."""
-        return await self.batcher.submit(samples)
+    def __init__(self, voice: VoicePrint) -> None:
+        self.voice = voice
 
     def latent(self, embeddings: list[np.ndarray]) -> torch.Tensor:
         """The face's (latent_dim,) latent for one speaker's embeddings (their mean, renormalised)."""

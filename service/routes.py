@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import tempfile
 from contextlib import ExitStack
@@ -130,8 +129,7 @@ async def recognise(request: Request, engines: Engines, guard: Guard, photos: Ex
             if photo_file is not None:
                 photo_file.close()
         if voice and picture is None:
-            probs, heard = await guard.run(asyncio.gather(speech.predict(decoded.samples),
-                                                          engines.voice.predict(decoded.samples)))
+            probs, heard = await guard.run(speech.predict_voice(decoded.samples))
             latent = engines.voice.latent([heard])
         else:
             probs, latent = await guard.run(speech.predict(decoded.samples)), None

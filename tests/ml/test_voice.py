@@ -2,6 +2,8 @@
 same alone and in a batch and does not hear the level or the silence around it, and the latent map
 keeps one speaker's recordings together and different speakers apart."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import torch
@@ -10,8 +12,7 @@ from ml import audio, checkpoint
 from ml.data import ravdess
 from ml.import_voice import fit_map, read_wheel
 from ml.models.voice import VoiceEncoder, VoiceEncoderConfig
-from ml.voice import VoicePrint, partial_starts
-from service.engines import listen
+from ml.voice import VoicePrint, centre_partial
 from tests.conftest import DATA, ROOT, fixture_clips
 
 SHIPPED_VOICE = ROOT / "weights" / "voice.pt"
@@ -34,10 +35,11 @@ def test_a_wheel_whose_hash_differs_is_refused(tmp_path):
         read_wheel(fake, 128)
 
 
-def test_partials_cover_the_clip_and_drop_a_short_last_one():
-    assert partial_starts(100, 160) == [0]  # shorter than one partial: one, padded
-    assert partial_starts(300, 160) == [0, 77, 154]  # the last one 91% full: kept
-    assert partial_starts(250, 160) == [0, 77]  # a third one would be 60% full: dropped
+def test_the_partial_is_the_clips_centre_and_a_short_clip_is_padded_with_silence():
+    mel = torch.arange(300, dtype=torch.float32)[:, None].repeat(1, 40)
+    assert centre_partial(mel, 160)[:, 0].tolist() == list(range(70, 230))
+    short = centre_partial(mel[:100], 160)
+    assert short.shape == (160, 40) and short[:100, 0].tolist() == list(range(100)) and short[100:].abs().sum() == 0
 
 
 def test_the_shipped_file_maps_to_the_generators_latent(voice):
@@ -48,9 +50,11 @@ def test_the_shipped_file_maps_to_the_generators_latent(voice):
 
 
 def test_an_embedding_is_the_same_alone_and_in_a_batch(voice, waves):
+    """As the service hears voices: clip by clip on one thread (service.engines.hear)."""
     clips = list(waves.values())
-    together = listen(voice, clips)
-    alone = [listen(voice, [w])[0] for w in clips]
+    with ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        together = list(pool.map(voice.embed, clips))
+        alone = [pool.submit(voice.embed, w).result() for w in clips]
     assert all(np.array_equal(a, b) for a, b in zip(together, alone))
     assert all(abs(np.linalg.norm(e) - 1) < 1e-5 for e in alone)
 
