@@ -25,7 +25,6 @@ with the first such upload, not with the service.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import math
 import multiprocessing
@@ -42,9 +41,6 @@ from service.inference import Overloaded
 log = logging.getLogger(__name__)
 _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(["ml.decoding", "av", "service.decoding"])
-#: Request bodies are read and hashed in pieces of this size.
-CHUNK_BYTES = 1 << 20
-
 
 class DecoderFailedError(decoding.AudioDecodeError):
     """FFmpeg crashed, hit a limit, or ran out of time on this file."""
@@ -171,13 +167,13 @@ class Decoder:
         self.timeout_s, self.memory_bytes = timeout_s, memory_bytes
         self.children: set[Child] = set()  # FFmpeg children alive now (never more than max_ffmpeg)
 
-    async def decode(self, file: BinaryIO, *, max_duration_s: float) -> tuple[decoding.DecodedAudio, bytes]:
-        """The decoded recording, and the SHA-256 of its bytes."""
+    async def decode(self, file: BinaryIO, *, max_duration_s: float) -> decoding.DecodedAudio:
+        """The decoded recording."""
         async with self.slots:
-            decoded, digest = await anyio.to_thread.run_sync(_decode_sndfile, file, max_duration_s)
+            decoded = await anyio.to_thread.run_sync(_decode_sndfile, file, max_duration_s)
         if isinstance(decoded, bytes):  # libsndfile does not know the container: FFmpeg's turn
             decoded = await self.decode_ffmpeg(decoded, max_duration_s=max_duration_s)
-        return decoded, digest
+        return decoded
 
     async def decode_ffmpeg(self, data: bytes, *, max_duration_s: float) -> decoding.DecodedAudio:
         await _acquire(self.ffmpeg_slots, self.ffmpeg_wait_s,
@@ -228,16 +224,12 @@ async def _acquire(slots: asyncio.Semaphore, wait_s: float, busy: str) -> None:
         raise DecoderBusy(busy)
 
 
-def _decode_sndfile(file: BinaryIO, max_duration_s: float) -> tuple[decoding.DecodedAudio | bytes, bytes]:
+def _decode_sndfile(file: BinaryIO, max_duration_s: float) -> decoding.DecodedAudio | bytes:
     """(worker thread) The recording decoded by libsndfile, or its bytes when libsndfile does not
-    recognise the container; and the SHA-256 of its bytes."""
-    file.seek(0)
-    digest = hashlib.sha256()
-    for chunk in iter(lambda: file.read(CHUNK_BYTES), b""):
-        digest.update(chunk)
+    recognise the container."""
     file.seek(0)
     try:
-        return decoding.decode(file, max_duration_s=max_duration_s), digest.digest()
+        return decoding.decode(file, max_duration_s=max_duration_s)
     except decoding.UnknownFormatError:
         file.seek(0)
-        return file.read(), digest.digest()
+        return file.read()

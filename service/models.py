@@ -39,8 +39,7 @@ class SpeechModel:
 
     async def decode_request(self, file: BinaryIO) -> DecodedAudio:
         """An uploaded recording -> model input."""
-        decoded, _ = await self.decoder.decode(file, max_duration_s=self.max_audio_s)
-        return decoded
+        return await self.decoder.decode(file, max_duration_s=self.max_audio_s)
 
     async def predict(self, samples: np.ndarray, speaker: SpeakerNorm | None = None) -> np.ndarray:
         """(T,) mono samples at the model rate -> (8,) probabilities; with ``speaker``, heard as
