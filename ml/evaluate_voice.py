@@ -40,25 +40,32 @@ from ml.data import speech
 from ml.embed import SpeechEmbedder, cached_embeddings
 from ml.evaluate_gan import CHOOSING_JUDGE, JUDGES, named
 from ml.face_metrics import classify
-from ml.generate import FaceGenerator, latent_for_seed, one_thread
+from ml.generate import FaceGenerator
 from ml.import_voice import DIMS, corpus_embeddings, fit_map
 from ml.labels import EMOTIONS, FER_CLASSES, fer_index
-from ml.models.gan import to_uint8
+from ml.models.voice import voice_latent
 from ml.runtime import setup_cli
 from ml.ser_head import head_answers
 from ml.voice import VoicePrint
 
 
-def pair_ratio(F: np.ndarray, speakers: np.ndarray, emotions: np.ndarray | None) -> float:
-    D = torch.cdist(torch.from_numpy(F), torch.from_numpy(F)).numpy()
-    same_s, off = speakers[:, None] == speakers[None], ~np.eye(len(F), dtype=bool)
+def distances(X: np.ndarray) -> np.ndarray:
+    """(N, N) Euclidean distances between the rows of ``X``."""
+    X = torch.from_numpy(np.ascontiguousarray(X))
+    return torch.cdist(X, X).numpy()
+
+
+def pair_ratio(D: np.ndarray, speakers: np.ndarray, emotions: np.ndarray | None) -> float:
+    """Mean distance within a speaker over mean distance between speakers; with ``emotions``, over
+    pairs of one emotion only."""
+    same_s, off = speakers[:, None] == speakers[None], ~np.eye(len(D), dtype=bool)
     keep = emotions[:, None] == emotions[None] if emotions is not None else np.ones_like(off)
     return float(D[keep & same_s & off].mean() / D[keep & ~same_s].mean())
 
 
-def draw(gen: FaceGenerator, z: torch.Tensor, classes: np.ndarray) -> np.ndarray:
-    with torch.inference_mode(), one_thread():
-        return to_uint8(gen.model(z, torch.from_numpy(classes).long())).numpy()
+def between(D: np.ndarray, speakers: np.ndarray, emotions: np.ndarray) -> float:
+    """Mean distance between two speakers' faces of one emotion."""
+    return float(D[(emotions[:, None] == emotions[None]) & (speakers[:, None] != speakers[None])].mean())
 
 
 def evaluate(args: argparse.Namespace) -> dict:
@@ -82,31 +89,26 @@ def evaluate(args: argparse.Namespace) -> dict:
             tr, te = np.flatnonzero(corpus != held), np.flatnonzero(corpus == held)
             te = np.sort(rng.choice(te, min(args.clips, len(te)), replace=False)) if args.clips else te
             center, to_latent = fit_map(E[tr], speakers[tr], latent_dim, dims)
-            z = (E[te] - center) @ to_latent.T
-            z = torch.from_numpy(np.sqrt(latent_dim) * z / np.linalg.norm(z, axis=1, keepdims=True)).float()
-            seeds = torch.stack([latent_for_seed(int(s), latent_dim) for s in range(len(te))])
-            faces, seeded = draw(gen, z, classes[te]), draw(gen, seeds, classes[te])
+            z = voice_latent(torch.from_numpy(E[te]), torch.from_numpy(center), torch.from_numpy(to_latent))
+            drawn = classes[te].tolist()
+            faces, seeded = gen.render(drawn, list(z)), gen.render(drawn, list(range(len(te))))
             row = {"clips": int(len(te)), "speakers": int(len(np.unique(speakers[te]))),
-                   "embedding_ratio": round(pair_ratio(E[te], speakers[te], None), 3),
-                   "latent_ratio": round(pair_ratio(z.numpy(), speakers[te], None), 3)}
+                   "embedding_ratio": round(pair_ratio(distances(E[te]), speakers[te], None), 3),
+                   "latent_ratio": round(pair_ratio(distances(z.numpy()), speakers[te], None), 3)}
             for name, judge in judges.items():
                 pred, F = classify(judge, faces)
                 pred_seeded, F_seeded = classify(judge, seeded)
-                seed_ids = np.arange(len(te)).astype(str)
-                row[name] = {"identity_ratio": round(pair_ratio(F, speakers[te], classes[te]), 3),
-                             "identity_ratio_all_pairs": round(pair_ratio(F, speakers[te], None), 3),
-                             "diversity": round(_between(F, speakers[te], classes[te]) / _between(F_seeded, seed_ids, classes[te]), 3),
+                D, seed_ids = distances(F), np.arange(len(te)).astype(str)
+                row[name] = {"identity_ratio": round(pair_ratio(D, speakers[te], classes[te]), 3),
+                             "identity_ratio_all_pairs": round(pair_ratio(D, speakers[te], None), 3),
+                             "diversity": round(between(D, speakers[te], classes[te])
+                                                / between(distances(F_seeded), seed_ids, classes[te]), 3),
                              "expression": round(float((pred == classes[te]).mean()), 3),
                              "expression_seeded": round(float((pred_seeded == classes[te]).mean()), 3)}
             rows[held] = row
             print(dims, held, json.dumps(row), flush=True)
         result["by_dims"][str(dims)] = rows
     return result
-
-
-def _between(F: np.ndarray, speakers: np.ndarray, emotions: np.ndarray) -> float:
-    D = torch.cdist(torch.from_numpy(F), torch.from_numpy(F)).numpy()
-    return float(D[(emotions[:, None] == emotions[None]) & (speakers[:, None] != speakers[None])].mean())
 
 
 def table(result: dict) -> str:

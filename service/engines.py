@@ -17,8 +17,8 @@ import torch
 
 from ml.audio import SAMPLE_RATE
 from ml.edit import ExpressionEditor
-from ml.generate import FaceGenerator, one_thread
 from ml.checkpoint import CheckpointError
+from ml.generate import FaceGenerator, one_thread
 from ml.recognize import EmotionRecognizer, SpeakerNorm
 from ml.runtime import select_device
 from ml.voice import VoicePrint
@@ -95,12 +95,13 @@ def load_engines(settings: Settings, metrics: Metrics, drain: Drain | None = Non
     if voiceprint.model.config.latent_dim != generator.model.config.latent_dim:
         raise CheckpointError(f"{settings.voice_weights} maps voices to a latent of {voiceprint.model.config.latent_dim}, "
                               f"the generator's is {generator.model.config.latent_dim}: re-run python -m ml.import_voice")
-    paths = (settings.ser_weights, settings.generator_weights, settings.editor_weights, settings.voice_weights)
-    models = [_info(name, path, loaded, seconds, dev) for name, path, loaded, seconds, dev in zip(
-        ("ser", "generator", "editor", "voice"), paths, (ser_loaded, gen_loaded, edit_loaded, voice_loaded),
-        (ser_s, gen_s, edit_s, voice_s), (recognizer.device, generator.device, torch.device("cpu"), torch.device("cpu")),
-        strict=True)]
-    for m, path in zip(models, paths, strict=True):
+    cpu = torch.device("cpu")
+    files = [("ser", settings.ser_weights, ser_loaded, ser_s, recognizer.device),
+             ("generator", settings.generator_weights, gen_loaded, gen_s, generator.device),
+             ("editor", settings.editor_weights, edit_loaded, edit_s, cpu),
+             ("voice", settings.voice_weights, voice_loaded, voice_s, cpu)]
+    models = [_info(*file) for file in files]
+    for m, (_, path, *_) in zip(models, files, strict=True):
         # the log (the operator's) names the full path; /ready (anyone's) only the file name
         log.info("loaded %s from %s sha256=%s device=%s parameters=%d in %.3fs", m.name, path, m.sha256, m.device,
                  m.parameters, m.load_seconds)

@@ -197,7 +197,6 @@ def face_fields(png: bytes, seed: int | None, face: str) -> dict:
     return {"seed": seed, "face": face, "image_png_base64": base64.b64encode(png).decode()}
 
 
-
 def encode_png(faces: np.ndarray, size: int) -> bytes:
     """(N, 48, 48) uint8 faces -> PNG bytes: one face, or a near-square grid of N faces.
 

@@ -4,6 +4,7 @@ committed RAVDESS fixture clips, and the real app (lifespan included) on either.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import io
 import os
@@ -110,6 +111,7 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
             checkpoint.save(d / "generator.pt", gen, labels=FER_CLASSES, data={"dataset": "random"}))
 
 
+@functools.lru_cache(maxsize=None)
 def voice_weights_for(gen: Path) -> Path:
     """A speaker-encoder file whose map fits ``gen``'s latent: the shipped one for the shipped
     generator's size, else the shipped network with a random orthonormal map to that size, written

@@ -42,5 +42,11 @@ class VoiceEncoder(nn.Module):
 
     def latent(self, embedding: torch.Tensor) -> torch.Tensor:
         """(B, embedding) unit speaker embeddings -> (B, latent_dim) latents of norm sqrt(latent_dim)."""
-        z = (embedding - self.center) @ self.to_latent.T
-        return z * (self.config.latent_dim ** 0.5 / z.norm(dim=1, keepdim=True).clamp(min=1e-12))
+        return voice_latent(embedding, self.center, self.to_latent)
+
+
+def voice_latent(embedding: torch.Tensor, center: torch.Tensor, to_latent: torch.Tensor) -> torch.Tensor:
+    """The map: ``sqrt(latent_dim) * unit(to_latent @ (e - center))`` for (B, embedding) ``embedding``
+    (``ml.import_voice.fit_map`` fits ``center`` and ``to_latent``)."""
+    z = (embedding - center) @ to_latent.T
+    return z * (to_latent.shape[0] ** 0.5 / z.norm(dim=1, keepdim=True).clamp(min=1e-12))

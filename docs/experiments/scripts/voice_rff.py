@@ -14,7 +14,7 @@ from ml.import_voice import fit_map
 from ml.labels import EMOTIONS, FER_CLASSES, fer_index
 from ml.ser_head import head_answers
 from ml.voice import VoicePrint
-from ml.evaluate_voice import pair_ratio, draw, _between
+from ml.evaluate_voice import between, distances, pair_ratio
 torch.set_num_threads(1)
 gen,_ = FaceGenerator.from_checkpoint("weights/generator.pt"); d=128
 v,_ = VoicePrint.from_checkpoint("weights/voice.pt")
@@ -37,7 +37,7 @@ for held in speech.CORPORA:
     utr = (E[tr]-c) @ T.T @ Qs; ute = (E[te]-c) @ T.T @ Qs
     sd = utr.std(0).mean()
     seeds = torch.stack([latent_for_seed(int(s), d) for s in range(len(te))])
-    pS, FS = classify(judge, draw(gen, seeds, classes[te]))
+    pS, FS = classify(judge, gen.render(classes[te].tolist(), list(seeds)))
     for name, s in [("lin", None), ("rff0.25", 0.25), ("rff0.5", 0.5), ("rff1", 1.0)]:
         if s is None:
             z = ute @ Qs.T
@@ -45,8 +45,9 @@ for held in speech.CORPORA:
             z = np.cos((ute/sd) @ Om.T * s + b)
         z = np.sqrt(d) * z / np.linalg.norm(z, axis=1, keepdims=True)
         zt = torch.from_numpy(z).float()
-        p, F = classify(judge, draw(gen, zt, classes[te]))
-        r = (pair_ratio(F, spk[te], classes[te]), _between(F, spk[te], classes[te]) / _between(FS, np.arange(len(te)).astype(str), classes[te]), (p==classes[te]).mean(), (pS==classes[te]).mean())
+        p, F = classify(judge, gen.render(classes[te].tolist(), list(zt)))
+        D = distances(F)
+        r = (pair_ratio(D, spk[te], classes[te]), between(D, spk[te], classes[te]) / between(distances(FS), np.arange(len(te)).astype(str), classes[te]), (p==classes[te]).mean(), (pS==classes[te]).mean())
         res.setdefault(name, []).append(r)
         print(held, name, "ratio %.3f div %.2f expr %.3f (seeds %.3f)" % r, flush=True)
 for k, rows in res.items():
