@@ -80,6 +80,10 @@ class EmotionRecognizer:
         loaded = checkpoint.load(path, arch=checkpoint.SER_MODELS, labels=EMOTIONS, device="cpu")
         return cls(loaded.model, device=device, quantized=quantized), loaded
 
+    def close(self) -> None:
+        """Stop the embedding workers (waiting for a batch in hand); the recognizer is unusable after."""
+        self._pool.shutdown(wait=True)
+
     def speaker(self) -> SpeakerNorm:
         """A new stream's :class:`SpeakerNorm`, for :meth:`predict`'s ``speakers``."""
         return SpeakerNorm(self.model)

@@ -51,8 +51,17 @@ class Engines:
     photo: PhotoModel
     voice: VoiceModel  # a recording's voice -> its face's latent (a face per voice)
     drain: Drain
+    recognizer: EmotionRecognizer  # its embedding workers, shut down by stop()
+    listener: ThreadPoolExecutor  # the voice's thread beside the SER's, shut down by stop()
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     streams: StreamTable = field(default_factory=lambda: StreamTable(0, 0, 0.0))  # live WebSocket streams
+
+    async def stop(self) -> None:
+        """Stop the batchers (letting the batches in hand finish), then the threads they used."""
+        await self.ser.stop()
+        await self.faces.stop()
+        self.listener.shutdown(wait=True)
+        self.recognizer.close()
 
 
 def _info(name: str, path: Path, loaded, seconds: float, device: torch.device) -> ModelCard:
@@ -131,7 +140,7 @@ def load_engines(settings: Settings, metrics: Metrics, drain: Drain | None = Non
                    speech=SpeechModel(decoder, ser, settings.max_audio_s, recognizer.speaker), face=FaceModel(faces),
                    photos=photos, photo=PhotoModel(editor, settings.max_edits or cores),
                    voice=VoiceModel(voiceprint),
-                   drain=drain or Drain(), streams=streams)
+                   drain=drain or Drain(), recognizer=recognizer, listener=listener, streams=streams)
 
 
 async def warm_up(engines: Engines) -> None:

@@ -85,8 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             trim.cancel()
             if warm is not None and not warm.done():
                 warm.cancel()
-            await engines.ser.stop()
-            await engines.faces.stop()
+            await engines.stop()
 
     # /docs and /redoc from files installed with fastapi-offline, not from a CDN: many deployments
     # have no internet access, and FastAPI's default pages are blank there.

@@ -176,3 +176,21 @@ def test_a_small_batch_is_not_split_and_a_busy_worker_is_not_waited_for():
     first, second = asyncio.run(main())
     assert first == list(range(MIN_SPLIT)) and second == [100, 101, 102]
     assert started == [list(range(MIN_SPLIT)), [100, 101, 102]]
+
+
+def test_the_app_stopping_ends_every_worker_thread_it_started(tiny_weights):
+    """The lifespan's end stops the batchers and the pools under them (the SER's embedding
+    workers, the voice's thread): nothing the app started keeps running after it stops."""
+    from tests.conftest import make_client, speechlike, wait_ready, wav_bytes
+
+    prefixes = ("batch-", "ser-embed", "voice")
+    before = {t for t in threading.enumerate() if t.name.startswith(prefixes)}
+    with make_client(*tiny_weights) as c:
+        wait_ready(c)
+        assert c.post("/speech-to-face", files={"file": ("a.wav", wav_bytes(speechlike()), "audio/wav")}).status_code == 200
+        started = {t for t in threading.enumerate() if t.name.startswith(prefixes)} - before
+        assert {t.name.split("_")[0] for t in started} >= {"batch-ser", "batch-generator", "ser-embed", "voice"}
+    for t in started:
+        t.join(timeout=5)
+    assert not [t.name for t in started if t.is_alive()]
+
