@@ -35,7 +35,7 @@ def feats(kind):
     if "sall" in kind: parts.append(S[:, :, 1].reshape(len(S), -1))
     F = np.concatenate([p if p is parts[0] and "ge2e" in kind else (p - p.mean(0)) / (p.std(0) + 1e-6) / np.sqrt(p.shape[1] / 256) for p in parts], 1)
     return F.astype(np.float32)
-for kind in sys.argv[1:]:
+for kind in [a for a in sys.argv[1:] if a != "faces"]:
     F = feats(kind); out = []
     for dims in (4, 8):
         rs = []
@@ -51,11 +51,13 @@ for kind in sys.argv[1:]:
 # emotion offsets removed: e - sum_k p_k mu_k, p from the LOCO SER heads (never heard the corpus)
 from ml.evaluate_ser import load_logits
 outer, _ = load_logits(Path("runs/ser_eval_tiny/held_out_logits.npz"))
+if sys.argv[1:] == ["faces"]:
+    outer = {}
 P = np.zeros((len(clips), 8), np.float32)
 for c, h in outer.items():
     P[h.index] = torch.softmax(torch.from_numpy(h.logits), -1).numpy()
 labels = np.array([c.label for c in clips])
-for kind in ("ge2e", "ge2e+m1"):
+for kind in (("ge2e", "ge2e+m1") if outer else ()):
     F = feats(kind)
     for mode in ("hard", "soft"):
         rs = []
@@ -73,3 +75,21 @@ for kind in ("ge2e", "ge2e+m1"):
             z = voice_latent(torch.from_numpy(Fte.astype(np.float32)), torch.from_numpy(c), torch.from_numpy(T))
             rs.append(pair_ratio(distances(z.numpy()), speakers[te], None))
         print("emotion-offset", kind, mode, f"mean {np.mean(rs):.3f} [" + " ".join(f"{r:.2f}" for r in rs) + "]", flush=True)
+
+# the faces, on the choosing judge only: `... voice_ser_features.py faces` draws them as
+# ml.evaluate_voice does, with GE2E + block 1 means in place of GE2E
+if sys.argv[1:] == ["faces"]:
+    import ml.evaluate_voice as ev
+    base = ev.corpus_embeddings
+
+    def joined(voice, data, cache, step=1):
+        cl, G = base(voice, data, cache, step)
+        M = cached_embeddings([c.path for c in cl], SpeechEmbedder("whisper-tiny-en"), Path("runs/ser_cache"))[:, 1, 0]
+        M = M.astype(np.float32)
+        M = (M - M.mean(0)) / (M.std(0) + 1e-6) / np.sqrt(M.shape[1] / 256)
+        return cl, np.concatenate([G / G.std(0).mean(), M], 1).astype(np.float32)
+
+    judge = ["--judge", "vgg=weights/eval/fer_classifier.pt", "--data", "../shared/data"]
+    ev.main(judge + ["--out", "runs/voice_choose_ge2e"])
+    ev.corpus_embeddings = joined
+    ev.main(judge + ["--out", "runs/voice_choose_ge2e_m1"])
