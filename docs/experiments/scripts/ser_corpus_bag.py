@@ -54,26 +54,39 @@ def name(left_out: tuple[str, ...], scored: str) -> str:
     return "-".join(left_out) + "_on_" + scored
 
 
-def heads(data: str, out: Path, shard: int, shards: int) -> None:
-    torch.set_num_threads(1)
+def features(data: str) -> tuple[list[speech.SpeechClip], np.ndarray, np.ndarray]:
+    """The clips and the shipped recipe's cached encoder features: clean, and one training view each."""
     clips = speech.load_all(data)
     embedder = SpeechEmbedder("whisper-tiny-en")
     paths = [c.path for c in clips]
-    X = cached_embeddings(paths, embedder, Path("runs/ser_cache"))
-    V = cached_embeddings(paths, embedder, Path("runs/ser_cache"), perturbation="train_view")
-    config = SERHeadConfig(encoder="whisper-tiny-en", layers=X.shape[1], width=X.shape[3])
-    args = argparse.Namespace(steps=1000, seed=0, dry_run=False, weighting="class")
+    return (clips, cached_embeddings(paths, embedder, Path("runs/ser_cache")),
+            cached_embeddings(paths, embedder, Path("runs/ser_cache"), perturbation="train_view"))
+
+
+def run_heads(data: str, out: Path, shard: int, shards: int, todo: list[tuple[tuple[str, ...], str]],
+              head_logits) -> None:
+    """For each (corpora left out, corpus scored) of ``todo`` in this shard and not yet saved:
+    ``head_logits(clips, X, V, train, test)`` -> (raw logits, distance), saved under ``out``."""
+    torch.set_num_threads(1)
+    clips, X, V = features(data)
     corpus = np.array([c.corpus for c in clips])
     out.mkdir(parents=True, exist_ok=True)
-    for i, (left, scored) in enumerate(jobs()):
+    for i, (left, scored) in enumerate(todo):
         path = out / f"{name(left, scored)}.npz"
         if i % shards != shard or path.exists():
             continue
         train = np.flatnonzero(~np.isin(corpus, left))
         test = np.flatnonzero(corpus == scored)
-        logits, distance = head_raw(train_on(clips, X, V, train, config, args), X[test])
+        logits, distance = head_logits(clips, X, V, train, test)
         np.savez(path, index=test, logits=logits, distance=distance)
         print("done", path.name, flush=True)
+
+
+def recipe_head(clips, X, V, train, test) -> tuple[np.ndarray, np.ndarray]:
+    """The shipped recipe's head on ``train``, its raw logits and distances on ``test``."""
+    config = SERHeadConfig(encoder="whisper-tiny-en", layers=X.shape[1], width=X.shape[3])
+    args = argparse.Namespace(steps=1000, seed=0, dry_run=False, weighting="class")
+    return head_raw(train_on(clips, X, V, train, config, args), X[test])
 
 
 def bag(parts: list[HeldOut]) -> HeldOut:
@@ -148,6 +161,6 @@ def report(data: str, out: Path) -> None:
 if __name__ == "__main__":
     phase, data, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     if phase == "heads":
-        heads(data, out, int(sys.argv[4]), int(sys.argv[5]))
+        run_heads(data, out, int(sys.argv[4]), int(sys.argv[5]), jobs(), recipe_head)
     else:
         report(data, out)

@@ -28,11 +28,11 @@ from torch.nn import functional as F
 
 from ml import calibration
 from ml.data import speech
-from ml.embed import SpeechEmbedder, cached_embeddings
 from ml.evaluate_ser import load_logits
 from ml.metrics import corpus_scores
 from ml.runtime import seed_everything
 from ml.ser_head import HeldOut, fit_calibration
+from ser_corpus_bag import name, run_heads  # this directory's: the same features, files and loop
 
 C = speech.CORPORA
 
@@ -78,33 +78,15 @@ def jobs() -> list[tuple[tuple[str, ...], str]]:
     return [((c, d), d) for c in C for d in C if d != c] + [((c,), c) for c in C]
 
 
-def name(left: tuple[str, ...], scored: str) -> str:
-    return "-".join(left) + "_on_" + scored
-
-
-def heads(data: str, out: Path, shard: int, shards: int) -> None:
-    torch.set_num_threads(1)
-    clips = speech.load_all(data)
-    embedder = SpeechEmbedder("whisper-tiny-en")
-    paths = [c.path for c in clips]
-    X = cached_embeddings(paths, embedder, Path("runs/ser_cache"))
-    V = cached_embeddings(paths, embedder, Path("runs/ser_cache"), perturbation="train_view")
+def mix_head(clips, X, V, train, test) -> tuple[np.ndarray, np.ndarray]:
+    """A layer-mix head on ``train``, its raw logits and distances on ``test``."""
     y = np.array([c.label for c in clips])
-    corpus = np.array([c.corpus for c in clips])
-    out.mkdir(parents=True, exist_ok=True)
-    for i, (left, scored) in enumerate(jobs()):
-        path = out / f"{name(left, scored)}.npz"
-        if i % shards != shard or path.exists():
-            continue
-        train = np.flatnonzero(~np.isin(corpus, left))
-        test = np.flatnonzero(corpus == scored)
-        w = speech.balanced_weights([clips[i] for i in train], by="class")
-        model = fit(np.concatenate([X[train], V[train]]), np.concatenate([y[train], y[train]]), np.concatenate([w, w]))
-        with torch.inference_mode():
-            z = (torch.from_numpy(X[test].astype(np.float32)).flatten(1) - model.mean) / model.std
-            logits, distance = model(z).numpy(), z.pow(2).mean(1).log().numpy()
-        np.savez(path, index=test, logits=logits, distance=distance)
-        print("done", path.name, "mix", torch.softmax(model.mix, -1).detach().numpy().round(2).tolist(), flush=True)
+    w = speech.balanced_weights([clips[i] for i in train], by="class")
+    model = fit(np.concatenate([X[train], V[train]]), np.concatenate([y[train], y[train]]), np.concatenate([w, w]))
+    print("layer weights", torch.softmax(model.mix, -1).detach().numpy().round(2).tolist(), flush=True)
+    with torch.inference_mode():
+        z = (torch.from_numpy(X[test].astype(np.float32)).flatten(1) - model.mean) / model.std
+        return model(z).numpy(), z.pow(2).mean(1).log().numpy()
 
 
 def report(data: str, out: Path, loco: bool) -> None:
@@ -143,6 +125,6 @@ def report(data: str, out: Path, loco: bool) -> None:
 if __name__ == "__main__":
     phase, data, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     if phase == "heads":
-        heads(data, out, int(sys.argv[4]), int(sys.argv[5]))
+        run_heads(data, out, int(sys.argv[4]), int(sys.argv[5]), jobs(), mix_head)
     else:
         report(data, out, "--loco" in sys.argv)
