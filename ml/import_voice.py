@@ -40,6 +40,7 @@ from ml.voice import VoicePrint
 WHEEL = "Resemblyzer-0.1.4-py3-none-any.whl"
 WHEEL_SHA256 = "8f12eb2f1a9982d32e8db7856de754709b59c93a77bcf0ff536584b619a9dd1f"
 MEMBER = "resemblyzer/pretrained.pt"
+PARTIAL_FRAMES = 100  # the 1 s at a clip's centre: as good a face as 1.6 s on vgg, 40% less LSTM (docs/experiments/voice.md)
 DIMS = 4  # LDA directions kept: the fewest whose faces stay as varied as seeds' (docs/experiments/voice.md)
 REG = 1e-3  # within-speaker covariance ridge, relative to its mean variance
 
@@ -54,7 +55,7 @@ def read_wheel(path: str | Path, latent_dim: int) -> VoiceEncoder:
         raise checkpoint.CheckpointError(f"{path}: sha256 {digest}, expected {WHEEL_SHA256} ({WHEEL})")
     with zipfile.ZipFile(io.BytesIO(data)) as z:
         state = torch.load(io.BytesIO(z.read(MEMBER)), map_location="cpu", weights_only=True)["model_state"]
-    model = VoiceEncoder(VoiceEncoderConfig(latent_dim=latent_dim))
+    model = VoiceEncoder(VoiceEncoderConfig(latent_dim=latent_dim, partial_frames=PARTIAL_FRAMES))
     own = {k: v for k, v in state.items() if k.startswith(("lstm.", "linear."))}
     missing = model.load_state_dict(own, strict=False).missing_keys
     assert sorted(missing) == ["center", "to_latent"], missing

@@ -2,11 +2,12 @@
 
 The speaker encoder is GE2E as Resemblyzer 0.1.4 ships it (``ml.models.voice``), imported once
 into ``weights/voice.pt`` with a map to the face generator's latent fitted on the speech corpora
-(``python -m ml.import_voice``; card: ``weights/voice.md``). The network hears one 1.6 s partial
-of a clip, the one at its centre once silence is trimmed (a shorter clip is padded with silence).
-Resemblyzer averages partials every 0.77 s over the whole clip; on a 4 s clip its three partials
-cost 29 ms on one core against 13 ms for one (the LSTM's steps are sequential, and one sequence
-takes the fast matrix-vector path), which kept ``/speech-to-face`` within its latency budget.
+(``python -m ml.import_voice``; card: ``weights/voice.md``). The network hears one partial of a
+clip, the file's ``partial_frames`` (1 s in the shipped file) at its centre once silence is
+trimmed (a shorter clip is padded with silence). Resemblyzer averages 1.6 s partials every 0.77 s
+over the whole clip; on a 4 s clip its three partials cost 29 ms on one core against 13 ms for
+one 1.6 s partial and about 8 ms for 1 s (the LSTM's steps are sequential, and one sequence takes
+the fast matrix-vector path), which keeps ``/speech-to-face`` within its latency budget.
 A clip's answer never depends on what else is in its batch.
 """
 
@@ -55,7 +56,8 @@ class VoicePrint:
         for name, t in self.model.state_dict().items():
             if name.startswith(("lstm.", "linear.")):
                 h.update(name.encode() + t.detach().cpu().numpy().tobytes())
-        contract = {"weights": h.hexdigest(), "partial": PARTIAL, **audio.VOICE_FEATURE_PARAMS}
+        contract = {"weights": h.hexdigest(), "partial": PARTIAL, "partial_frames": self.model.config.partial_frames,
+                    **audio.VOICE_FEATURE_PARAMS}
         return "voice-" + hashlib.sha256(json.dumps(contract, sort_keys=True).encode()).hexdigest()[:16]
 
     @torch.inference_mode()

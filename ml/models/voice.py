@@ -1,7 +1,7 @@
 """The speaker encoder: GE2E (Wan et al., 2018) as Resemblyzer ships it, and the fixed map from its
 embedding to the face generator's latent. Weights: ``weights/voice.pt`` (``python -m ml.import_voice``).
 
-The network reads a 1.6 s partial of a 40-bin power mel (``ml.audio.voice_mel``): three LSTM layers
+The network reads a partial of a 40-bin power mel (Resemblyzer's: 1.6 s; the shipped file's: 1 s) (``ml.audio.voice_mel``): three LSTM layers
 of 256, the last layer's final state through a linear layer and a ReLU, L2-normalised. The map is
 ``z = sqrt(latent_dim) * unit(to_latent @ (e - center))``: a speaker's embedding, centred and
 projected, lands on the sphere where the generator's standard-normal latents lie.
@@ -22,7 +22,7 @@ class VoiceEncoderConfig:
     layers: int = 3
     embedding: int = 256
     latent_dim: int = 128  # the generator's latent this file maps to (checked against it on load)
-    partial_frames: int = 160  # 1.6 s of 10 ms frames per partial
+    partial_frames: int = 160  # 10 ms frames per partial: Resemblyzer's 1.6 s (the shipped file: ml.import_voice)
 
 
 class VoiceEncoder(nn.Module):
