@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(["ml.decoding", "av", "service.decoding"])
 
+
 class DecoderFailedError(decoding.AudioDecodeError):
     """FFmpeg crashed, hit a limit, or ran out of time on this file."""
 

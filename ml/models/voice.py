@@ -1,10 +1,11 @@
 """The speaker encoder: GE2E (Wan et al., 2018) as Resemblyzer ships it, and the fixed map from its
 embedding to the face generator's latent. Weights: ``weights/voice.pt`` (``python -m ml.import_voice``).
 
-The network reads a partial of a 40-bin power mel (Resemblyzer's: 1.6 s; the shipped file's: 1 s) (``ml.audio.voice_mel``): three LSTM layers
-of 256, the last layer's final state through a linear layer and a ReLU, L2-normalised. The map is
-``z = sqrt(latent_dim) * unit(to_latent @ (e - center))``: a speaker's embedding, centred and
-projected, lands on the sphere where the generator's standard-normal latents lie.
+The network reads a partial of a 40-bin power mel (``ml.audio.voice_mel``; Resemblyzer's partial is
+1.6 s, the shipped file's 1 s): three LSTM layers of 256, the last layer's final state through a
+linear layer and a ReLU, L2-normalised. The map is ``z = sqrt(latent_dim) * unit(to_latent @
+(e - center))``: a speaker's embedding, centred and projected, lands on the sphere where the
+generator's standard-normal latents lie.
 """
 
 from __future__ import annotations

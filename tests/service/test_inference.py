@@ -193,4 +193,3 @@ def test_the_app_stopping_ends_every_worker_thread_it_started(tiny_weights):
     for t in started:
         t.join(timeout=5)
     assert not [t.name for t in started if t.is_alive()]
-
