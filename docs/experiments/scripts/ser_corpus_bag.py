@@ -35,7 +35,7 @@ import torch
 from ml import calibration
 from ml.data import speech
 from ml.embed import SpeechEmbedder, cached_embeddings
-from ml.evaluate_ser import load_logits
+from ml.evaluate_ser import calibration_criterion, load_logits
 from ml.metrics import corpus_scores
 from ml.models.ser import SERHeadConfig
 from ml.ser_head import HeldOut, fit_calibration, head_raw, train_on
@@ -122,16 +122,7 @@ def report(data: str, out: Path) -> None:
         # the nested criterion: inner level only
         nested_ua = np.mean([corpus_scores(y[h.index], h.logits.argmax(1), classes[d])["ua"]
                              for c in C for d, h in inner[c].items()])
-        crit = {}
-        for kind in calibration.KINDS:
-            eces, uas = [], []
-            for c, probes in inner.items():
-                for d, h in probes.items():
-                    cal = fit_calibration(kind, [o for k, o in probes.items() if k != d], clips)
-                    probs = cal.apply(h.logits, h.distance)
-                    eces.append(calibration.confidence_report(probs, y[h.index], classes[d])["ece"])
-                    uas.append(corpus_scores(y[h.index], probs.argmax(1), classes[d])["ua"])
-            crit[kind] = (float(np.mean(eces)), float(np.max(eces)), 100 * float(np.mean(uas)))
+        crit = {k: (r["mean_ece"], r["worst_ece"], 100 * r["mean_ua"]) for k, r in calibration_criterion(inner, clips).items()}
         print(f"\n== {label}: nested UA {100 * nested_ua:.2f}; nested calibration (mean, worst ECE, UA): "
               + ", ".join(f"{k} {m:.3f}/{w:.3f}/{u:.2f}" for k, (m, w, u) in crit.items()), flush=True)
         if "--nested-only" in sys.argv:

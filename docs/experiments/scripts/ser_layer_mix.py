@@ -28,7 +28,7 @@ from torch.nn import functional as F
 
 from ml import calibration
 from ml.data import speech
-from ml.evaluate_ser import load_logits
+from ml.evaluate_ser import calibration_criterion, load_logits
 from ml.metrics import corpus_scores
 from ml.runtime import seed_everything
 from ml.ser_head import HeldOut, fit_calibration
@@ -102,13 +102,10 @@ def report(data: str, out: Path, loco: bool) -> None:
     candidates = {"concat (shipped)": (single_outer, single_inner),
                   "layer mix": ({c: load((c,), c) for c in C}, {c: {d: load((c, d), d) for d in C if d != c} for c in C})}
     for label, (outer, inner) in candidates.items():
-        uas, eces = [], []
-        for c, probes in inner.items():
-            for d, h in probes.items():
-                uas.append(corpus_scores(y[h.index], h.logits.argmax(1), classes[d])["ua"])
-                cal = fit_calibration("distance", [o for k, o in probes.items() if k != d], clips)
-                eces.append(calibration.confidence_report(cal.apply(h.logits, h.distance), y[h.index], classes[d])["ece"])
-        print(f"{label}: nested UA {100 * np.mean(uas):.2f}, nested distance ECE {np.mean(eces):.3f} (worst {np.max(eces):.3f})")
+        uas = [corpus_scores(y[h.index], h.logits.argmax(1), classes[d])["ua"] for c in C for d, h in inner[c].items()]
+        crit = calibration_criterion(inner, clips)["distance"]
+        print(f"{label}: nested UA {100 * np.mean(uas):.2f}, nested distance ECE {crit['mean_ece']:.3f} "
+              f"(worst {crit['worst_ece']:.3f})")
         if not loco:
             continue
         rows = []
