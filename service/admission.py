@@ -8,9 +8,11 @@ Plain asyncio, no FastAPI. Three rules:
 - **Clients that leave.** Once a request's body is read, :class:`Guard` watches its connection;
   when the client disconnects, the work it is waiting for is cancelled (a queued item is dropped
   before it runs) and the request ends as :class:`ClientGone`.
-- **Drain.** On SIGTERM (:class:`Drain`) no new work is admitted, and in-flight requests may
-  finish for ``drain_s``; whatever is still waiting then ends as :class:`ShuttingDown` (503),
-  so every client gets an answer before the server's own grace period runs out.
+- **Drain.** On SIGTERM (:class:`Drain`) the replica leaves rotation (``/ready`` 503); new work
+  is still admitted for the linger, while a proxy may still send it, then refused (503), and
+  in-flight requests may finish for ``drain_s``; whatever is still waiting then ends as
+  :class:`ShuttingDown` (503), so every client gets an answer before the server's own grace
+  period runs out.
 """
 
 from __future__ import annotations
@@ -44,10 +46,12 @@ class ShuttingDown(Exception):
 
 
 class Drain:
-    """Set once, on SIGTERM: ``draining`` at once, ``expired`` after the drain period."""
+    """Set once, on SIGTERM: ``draining`` at once, ``refusing`` (new work) after the linger,
+    ``expired`` after the drain period."""
 
     def __init__(self) -> None:
         self.draining = False
+        self.refusing = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.expired: asyncio.Future[None] | None = None  # created on the serving loop by bind()
 
@@ -55,19 +59,31 @@ class Drain:
         self._loop = loop
         self.expired = loop.create_future()  # one future every request's Guard waits on
 
-    def begin(self, grace_s: float) -> None:
-        """Start draining; safe to call from a signal handler or another thread."""
-        if self._loop is None or self.draining:
+    def begin(self, grace_s: float, linger_s: float = 0.0) -> None:
+        """Start draining; safe to call from a signal handler or another thread. New work is
+        admitted for ``linger_s`` more (at most ``grace_s``)."""
+        if self._loop is None:
             return
-        self._loop.call_soon_threadsafe(self._begin, grace_s)
+        if self.draining:  # a second signal: refuse at once
+            if linger_s <= 0:
+                self._loop.call_soon_threadsafe(self._refuse)
+            return
+        self._loop.call_soon_threadsafe(self._begin, grace_s, min(linger_s, grace_s))
 
-    def _begin(self, grace_s: float) -> None:
+    def _begin(self, grace_s: float, linger_s: float) -> None:
         if self.draining:
             return
         self.draining = True
-        log.info("draining: in-flight requests have %.1f s to finish", grace_s)
+        log.info("draining: new work admitted for %.1f s, in-flight requests have %.1f s to finish", linger_s, grace_s)
         assert self._loop is not None
+        if linger_s > 0:
+            self._loop.call_later(linger_s, self._refuse)
+        else:
+            self._refuse()
         self._loop.call_later(grace_s, self._expire)
+
+    def _refuse(self) -> None:
+        self.refusing = True
 
     def _expire(self) -> None:
         if self.expired is not None and not self.expired.done():
@@ -87,7 +103,7 @@ class Budget:
 
     @contextmanager
     def admit(self, cost: float, drain: Drain | None = None) -> Iterator[None]:
-        if drain is not None and drain.draining:
+        if drain is not None and drain.refusing:
             raise ShuttingDown("the service is shutting down")
         if self.used > 0 and self.used + cost > self.capacity:  # one request alone is always admitted
             raise Overloaded(f"the {self.name} model is at capacity ({self.capacity:g} units of work in flight)")

@@ -62,6 +62,10 @@ class Settings(BaseSettings):
                                                              "decodes (413 beyond)")
     drain_s: float = Field(6.0, ge=0, description="on SIGTERM, how long in-flight requests may still finish; "
                                                   "after it they get 503 (keep under the orchestrator's grace)")
+    linger_s: float = Field(3.0, ge=0, description="on SIGTERM, how long the server keeps listening and serving "
+                                                   "new work while /ready answers 503, so that a proxy's health "
+                                                   "check takes it out of rotation before it refuses anything "
+                                                   "(part of drain_s, not added to it)")
     cpu_threads: int = Field(0, ge=0, description="torch intra-op threads (0 = torch default)")
     log_level: str = "INFO"
     json_logs: bool = False

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
+import time
 
 import uvicorn
 from fastapi import FastAPI
@@ -14,9 +16,9 @@ from service.live import MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
 
-#: uvicorn's own grace on SIGTERM is the app's drain (``EMOFACE_DRAIN_S``) plus this: past it,
-#: uvicorn cancels what still runs and answers a plain-text 500, so the drain, which answers
-#: every request with problem+json, must end first.
+#: uvicorn's own grace on SIGTERM is what remains of the app's drain (``EMOFACE_DRAIN_S``) after
+#: the linger (:func:`linger_s`), plus this: past it, uvicorn cancels what still runs and answers
+#: a plain-text 500, so the drain, which answers every request with problem+json, must end first.
 GRACE_MARGIN_S = 2
 #: The most bytes of a request line plus headers. httptools itself has no bound: a 200 MB header
 #: would be buffered, and parsed on the event loop, whole.
@@ -52,14 +54,44 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self._head_bytes, self._in_head = 0, True  # the next request on this connection
 
 
+def linger_s(settings: Settings) -> float:
+    """How long after SIGTERM the server still listens and admits new work: ``linger_s``, within
+    the drain."""
+    return min(settings.linger_s, settings.drain_s)
+
+
 class Server(uvicorn.Server):
-    """uvicorn, telling the app when SIGTERM (or SIGINT) arrives so that it can drain: refuse new
-    work, let in-flight requests finish for ``drain_s``, then answer what is left with 503."""
+    """uvicorn, telling the app when SIGTERM (or SIGINT) arrives so that it can drain
+    (:class:`~service.admission.Drain`): leave rotation, refuse new work, let in-flight requests
+    finish for ``drain_s``, then answer what is left with 503.
+
+    On SIGTERM the replica lingers first (:func:`linger_s`), as a Kubernetes preStop pause would:
+    ``/ready`` answers 503 at once, so a proxy's health check takes it out of rotation (HAProxy:
+    within 2 s), while the socket stays open and what the proxy still sends is served as usual.
+    Only then is new work refused and does uvicorn begin to stop. Closing at once raced the proxy:
+    an idle keep-alive connection it was reusing was cut, and so was an upload refused with an
+    early 503 while its body still arrived; an upload too large for the proxy to resend reached
+    its client as a dropped connection. SIGINT (Ctrl-C) and a second signal stop at once, as
+    uvicorn does."""
+
+    _exit_at: float | None = None
+    _exit_sig: int = signal.SIGTERM
 
     def handle_exit(self, sig, frame) -> None:
         app = self.config.app
-        app.state.drain.begin(app.state.settings.drain_s)
+        linger = linger_s(app.state.settings) if sig == signal.SIGTERM and not self.should_exit else 0.0
+        app.state.drain.begin(app.state.settings.drain_s, linger)
+        if linger > 0 and self._exit_at is None:
+            self._exit_at, self._exit_sig = time.monotonic() + linger, sig
+            log.info("SIGTERM: still listening for %.1f s, so that a proxy takes this replica out of rotation",
+                     linger)
+            return
         super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._exit_at is not None and not self.should_exit and time.monotonic() >= self._exit_at:
+            super().handle_exit(self._exit_sig, None)
+        return await super().on_tick(counter)
 
 
 def make_server(app: FastAPI, settings: Settings, **overrides) -> Server:
@@ -67,7 +99,8 @@ def make_server(app: FastAPI, settings: Settings, **overrides) -> Server:
     accepted no new connection until the flood ended (a /health probe waited 9.7 s), while
     asyncio's loop served it in under a second; /generate's throughput was the same on both."""
     options = {"host": settings.host, "port": settings.port, "log_level": settings.log_level.lower(),
-               "access_log": False, "timeout_graceful_shutdown": math.ceil(settings.drain_s) + GRACE_MARGIN_S, "lifespan": "on",
+               "access_log": False, "lifespan": "on",
+               "timeout_graceful_shutdown": math.ceil(settings.drain_s - linger_s(settings)) + GRACE_MARGIN_S,
                "http": BoundedHeadProtocol, "loop": "asyncio",
                "ws_max_size": MAX_MESSAGE_BYTES,  # a larger live-stream message is closed with 1009 before it is buffered
                **overrides}

@@ -59,10 +59,7 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path):
         time.sleep(1.0)
         proc.send_signal(signal.SIGTERM)
         time.sleep(0.2)
-        try:  # out of rotation at once: /ready answers 503, or the listener is already closed
-            assert httpx.get(base + "/ready", timeout=5).status_code == 503
-        except httpx.TransportError:
-            pass
+        assert httpx.get(base + "/ready", timeout=5).status_code == 503  # out of rotation at once
         for w in workers:
             w.join(90)
         assert statuses == [200] * 8
@@ -135,3 +132,40 @@ def test_sigterm_with_50_slow_requests_answers_each_and_exits_within_the_grace(t
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_sigterm_lingers_serving_new_work_while_ready_says_503_then_exits(tmp_path):
+    """After SIGTERM the server still accepts connections and serves new work for EMOFACE_LINGER_S
+    while /ready answers 503, so a proxy that has not yet seen /ready fail gets answers, not
+    refusals or closed connections; then it exits, within the drain and its margin. SIGINT (Ctrl-C)
+    does not linger."""
+    for sig, linger, drain in ((signal.SIGTERM, "3", "6"), (signal.SIGINT, "20", "30")):
+        proc, port = _start(tmp_path, EMOFACE_SER_WEIGHTS=str(SHIPPED_SER),
+                            EMOFACE_GENERATOR_WEIGHTS=str(SHIPPED_GENERATOR), EMOFACE_LINGER_S=linger,
+                            EMOFACE_DRAIN_S=drain)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_http_ready(base, proc)
+            t0 = time.monotonic()
+            proc.send_signal(sig)
+            if sig == signal.SIGTERM:
+                answers = []
+                while time.monotonic() - t0 < 2.0:  # each on a new connection
+                    ready = httpx.get(base + "/ready", timeout=5)
+                    face = httpx.get(base + "/generate", params={"emotion": "happy"}, timeout=5)
+                    answers.append((ready.status_code, face.status_code, face.headers.get("content-type"),
+                                    "retry-after" in face.headers))
+                    time.sleep(0.1)
+                assert len(answers) >= 5
+                assert set(answers) == {(503, 200, "image/png", False)}, answers
+            assert proc.wait(20) in (0, -sig)
+            exited = time.monotonic() - t0
+            if sig == signal.SIGTERM:
+                assert 2.5 <= exited < 6 + 2, exited
+            else:
+                assert exited < 5, exited
+            with pytest.raises(httpx.TransportError):
+                httpx.get(base + "/health", timeout=2)
+        finally:
+            if proc.poll() is None:
+                proc.kill()

@@ -86,6 +86,21 @@ def test_ready_turns_503_the_moment_the_drain_begins(tiny_weights):
         assert c.get("/health").status_code == 200
 
 
+def test_new_work_is_served_for_the_linger_then_refused(tiny_weights):
+    """The drain's linger (service/server.py on SIGTERM): /ready is 503 at once, new work is still
+    served while a proxy may still send it, and refused with 503 once the linger has passed."""
+    with make_client(*tiny_weights) as c:
+        wait_ready(c)
+        c.app.state.drain.begin(30, linger_s=1.0)
+        time.sleep(0.05)
+        assert_problem(c.get("/ready"), 503, "shutting-down")
+        assert c.get("/generate?emotion=happy").status_code == 200
+        time.sleep(1.2)
+        r = c.get("/generate?emotion=happy")
+        assert_problem(r, 503, "shutting-down")
+        assert r.headers["retry-after"]
+
+
 def test_not_ready_before_lifespan(tiny_weights):
     c = make_client(*tiny_weights)  # not entered: the lifespan has not loaded the models
     assert_problem(c.get("/ready"), 503, "not-ready")
