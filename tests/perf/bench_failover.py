@@ -1,6 +1,6 @@
 """Failover: two replicas behind the compose proxy under steady load, one stopped mid-load.
 
-    python tests/perf/bench_failover.py [--seconds 20] [--stop-at 5] [--concurrency 16] [--out tests/perf/results]
+    python tests/perf/bench_failover.py [--seconds 20] [--stop-at 5] [--concurrency 16] [--repeat 1] [--out DIR]
 
 Needs root, for a local Docker engine (../shared/tools/docker-engine.sh). Builds and starts the CPU
 compose deployment with two service replicas (``docker compose up --scale emoface=2``, project
@@ -232,6 +232,9 @@ def main() -> dict:
     p.add_argument("--seconds", type=float, default=20)
     p.add_argument("--stop-at", type=float, default=5)
     p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--repeat", type=int, default=1,
+                   help="measure this many times, restarting the stopped replica between (a rare race needs "
+                        "many stops); one line per run, the last run's figures written")
     p.add_argument("--out", type=Path, help="write failover.json and failover.md here")
     args = p.parse_args()
     if os.geteuid() != 0:
@@ -244,12 +247,16 @@ def main() -> dict:
     base = f"http://127.0.0.1:{port}"
     try:
         compose("up", "-d", "--build", "--scale", "emoface=2", env=env, timeout=1500)
-        wait_healthy(env, 2)
-        wait_balanced(base, env)
-        victim = replicas(env)[0]
-        result = asyncio.run(measure(base, lambda: subprocess.run(["docker", "stop", "--time", "10", victim],
-                                                                   check=True, capture_output=True, timeout=60),
-                                     args.seconds, args.stop_at, args.concurrency))
+        for run in range(args.repeat):
+            wait_healthy(env, 2)
+            wait_balanced(base, env)
+            victim = replicas(env)[0]
+            result = asyncio.run(measure(base, lambda: subprocess.run(["docker", "stop", "--time", "10", victim],
+                                                                       check=True, capture_output=True, timeout=60),
+                                         args.seconds, args.stop_at, args.concurrency))
+            print(f"run {run + 1}: {result['requests']} requests, {json.dumps(result['outcomes'])}", flush=True)
+            if run + 1 < args.repeat:
+                subprocess.run(["docker", "start", victim], check=True, capture_output=True, timeout=60)
     finally:
         compose("down", "--timeout", "10", env=env, check=False)
     print(json.dumps(result, indent=1))
