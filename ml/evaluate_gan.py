@@ -24,7 +24,9 @@ the generator's recipe) then reports, against the real faces of ``--split``:
   (``TRAIN_SEEDS``), tested on the split's real faces and the faces drawn here: its accuracy and the
   share of generated faces it is over 90% sure about, with the 32 it is surest about as a contact
   sheet (``surest_<generator>.png``). Trained on half of the split's 3,589 faces instead, it could
-  not tell the shipped generator's faces from real ones (53%); more real faces make it a sharper judge.
+  not tell the shipped generator's faces from real ones (53%); more real faces make it a sharper judge,
+  and so do more epochs: ``--realness-epochs`` is 30, where 10 left it unsure of every face and 30
+  made it over 90% sure of 95.9% of the shipped generator's (``docs/experiments/gan.md``, 2026-12-06).
 
 Generated faces enter precision, recall and realness in the real faces' class proportions
 (``face_metrics.share_sample``). ``--sheet PATH`` also draws the first generator's fixed-seed
@@ -122,7 +124,8 @@ def enlarged(faces: np.ndarray, size: int = SHEET_SIZE) -> np.ndarray:
 
 
 def realness(path: str, faces: np.ndarray, mixed: np.ndarray, x: np.ndarray, train_x: np.ndarray,
-             train_y: np.ndarray, first_seed: int, rng: np.random.Generator, out: Path, name: str) -> dict:
+             train_y: np.ndarray, first_seed: int, rng: np.random.Generator, out: Path, name: str,
+             epochs: int) -> dict:
     """The two-sample test: trained on real faces ``train_x`` (of the Training split) and as many
     generated faces of other seeds in their class mix, tested on the split's real faces ``x`` and
     the evaluated faces (``mixed``)."""
@@ -132,14 +135,15 @@ def realness(path: str, faces: np.ndarray, mixed: np.ndarray, x: np.ndarray, tra
     train_faces, _ = draw_faces(path, per_class, first_seed + TRAIN_SEEDS)
     train_mixed = share_sample(np.repeat(np.arange(k), per_class), share, rng)
     flat = faces.reshape(k * faces.shape[1], 48, 48)
-    r = two_sample_test(train_x, train_faces.reshape(k * per_class, 48, 48)[train_mixed], x, flat[mixed])
+    r = two_sample_test(train_x, train_faces.reshape(k * per_class, 48, 48)[train_mixed], x, flat[mixed],
+                        epochs=epochs)
     surest = flat[mixed][np.argsort(-r.fake_probability, kind="stable")[:32]]
     big = enlarged(surest)
     rows = -(-len(big) // 8)
     big = np.concatenate([big, np.full((rows * 8 - len(big), SHEET_SIZE, SHEET_SIZE), 255, np.uint8)])  # white past the last
     plots.image_grid(big, rows, 8).save(out / f"surest_{name}.png")
     return {"accuracy": r.accuracy, "sure_share": r.sure_share, "train_real": len(train_x),
-            "train_generated": len(train_mixed), "test_real": len(x), "test_generated": len(mixed)}
+            "train_generated": len(train_mixed), "test_real": len(x), "test_generated": len(mixed), "epochs": epochs}
 
 
 def fixed_seed_sheet(path: str, target: Path) -> None:
@@ -171,7 +175,8 @@ def evaluate(args: argparse.Namespace) -> dict:
         drawn[name] = faces
         mixed[name] = share_sample(np.repeat(np.arange(len(FER_CLASSES)), args.per_class), share, rng)
         result["generators"][name] = {**info, "identity_ratio": identity_ratio(faces),
-                                      "realness": realness(path, faces, mixed[name], x, tx, ty, args.first_seed, rng, out, name)}
+                                      "realness": realness(path, faces, mixed[name], x, tx, ty, args.first_seed, rng, out, name,
+                                                           args.realness_epochs)}
         log.info("realness %s: %s", name, result["generators"][name]["realness"])
     if args.sheet:
         fixed_seed_sheet(named(args.generator[0])[1], Path(args.sheet))
@@ -213,7 +218,8 @@ def markdown(result: dict) -> str:
         ]
     rows.append("| (pixels) | identity ratio | " + " | ".join(
         f"{result['generators'][n]['identity_ratio']:.2f}" for n in names) + " | |")
-    rows.append("| realness CNN | accuracy, real vs generated (0.5: cannot tell) | " + " | ".join(
+    epochs = {result["generators"][n]["realness"]["epochs"] for n in names}
+    rows.append(f"| realness CNN ({'/'.join(map(str, sorted(epochs)))} epochs) | accuracy, real vs generated (0.5: cannot tell) | " + " | ".join(
         f"{result['generators'][n]['realness']['accuracy']:.3f}" for n in names) + " | |")
     rows.append("| realness CNN | generated faces it is over 90% sure of | " + " | ".join(
         f"{result['generators'][n]['realness']['sure_share']:.1%}" for n in names) + " | |")
@@ -243,6 +249,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", default="runs/gan_eval")
     p.add_argument("--realness-train", type=int, default=12000,
                    help="real Training faces the realness classifier learns from (and as many generated)")
+    p.add_argument("--realness-epochs", type=int, default=30,
+                   help="its training epochs (10 leave it a weak judge; docs/experiments/gan.md)")
     p.add_argument("--sheet", help="also draw the first generator's fixed-seed sheet (8 emotions x 16 seeds, 96 px) here")
     p.add_argument("--threads", type=int, default=0)
     args = p.parse_args(argv)

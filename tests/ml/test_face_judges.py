@@ -142,6 +142,7 @@ def test_evaluation_reports_every_judge_and_floor(tmp_path, tiny_weights):
     for name in ("a", "wide"):
         realness = result["generators"][name]["realness"]
         assert 0 <= realness["accuracy"] <= 1 and 0 <= realness["sure_share"] <= 1 and realness["test_generated"] == 30 and realness["test_real"] == 5  # PrivateTest: 5 faces, 5 classes
+        assert realness["epochs"] == 30  # the judge trained long enough to be sharp (docs/experiments/gan.md)
         assert Image.open(tmp_path / "eval" / f"surest_{name}.png").size[0] > 8 * 96  # 8 faces a row, at 96 px
         for judge in result["judges"].values():
             assert 0 <= judge["generators"][name]["precision"] <= 1 and 0 <= judge["generators"][name]["recall"] <= 1
@@ -150,6 +151,7 @@ def test_evaluation_reports_every_judge_and_floor(tmp_path, tiny_weights):
     table = (tmp_path / "eval" / "gan_eval.md").read_text()
     assert "| vgg (chooses) | accuracy, mean of 7 |" in table and "| k5 | KID x 1000 |" in table
     assert "| k5 | precision / recall |" in table and "generated faces it is over 90% sure of" in table
+    assert "| realness CNN (30 epochs) | accuracy" in table
     assert "(seeds 0-5) against the PrivateTest faces" in table
     public = evaluate_gan.main(["--data", str(csv), "--generator", f"a={gen}", "--judge", f"vgg={tmp_path / 'vgg.pt'}",
                                 "--split", "PublicTest", "--first-seed", "1000000", "--per-class", "6",
