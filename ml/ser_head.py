@@ -19,7 +19,8 @@ from ml.runtime import seed_everything
 
 def fit_head(features: np.ndarray, labels: np.ndarray, weights: np.ndarray, config: SERHeadConfig, *,
              steps: int = 1000, batch_size: int = 1024, lr: float = 1e-3, weight_decay: float = 1e-2,
-             seed: int = 0, dry_run: bool = False, allowed: np.ndarray | None = None) -> SERHead:
+             seed: int = 0, dry_run: bool = False, allowed: np.ndarray | None = None,
+             label_smoothing: float = 0.0) -> SERHead:
     """Train a :class:`SERHead` on cached (N, layers, 2, width) encoder statistics.
 
     Batches are drawn with probability proportional to ``weights`` (:func:`ml.data.speech.balanced_weights`:
@@ -47,7 +48,7 @@ def fit_head(features: np.ndarray, labels: np.ndarray, weights: np.ndarray, conf
         logits = model.classify(x[idx])
         if mask is not None:
             logits = logits.masked_fill(~mask[idx], float("-inf"))
-        loss = F.cross_entropy(logits, y[idx])
+        loss = F.cross_entropy(logits, y[idx], label_smoothing=label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
