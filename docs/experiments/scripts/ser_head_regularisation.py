@@ -18,20 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ml import calibration
 from ml.data import speech
-from ml.evaluate_ser import calibration_criterion, load_logits
-from ml.metrics import corpus_scores
+from ml.evaluate_ser import load_logits
 from ml.models.ser import SERHeadConfig
-from ml.ser_head import HeldOut, fit_calibration, fit_head, head_raw
-from ser_corpus_bag import name, run_heads  # this directory's: the same features, files and loop
+from ml.ser_head import fit_head, head_raw
+from ser_corpus_bag import run_heads  # this directory's: the same features, files and loop
+from ser_layer_mix import jobs, load_heads, print_candidates  # the same heads and report
 
 C = speech.CORPORA
 CANDIDATES = {"smooth": ({"label_smoothing": 0.1}, 0.2), "decay": ({"weight_decay": 0.1}, 0.5)}
-
-
-def jobs() -> list[tuple[tuple[str, ...], str]]:
-    return [((c, d), d) for c in C for d in C if d != c] + [((c,), c) for c in C]
 
 
 def head_for(candidate: str):
@@ -48,35 +43,9 @@ def head_for(candidate: str):
 
 
 def report(data: str, out: Path, loco: bool) -> None:
-    clips = speech.load_all(data)
-    y = np.array([c.label for c in clips])
-    classes = speech.corpus_classes(clips)
-
-    def load(folder: Path, left: tuple[str, ...], scored: str) -> HeldOut:
-        z = np.load(folder / f"{name(left, scored)}.npz")
-        return HeldOut(scored, z["index"], z["logits"], z["distance"])
-
     candidates = {"shipped": load_logits(Path("runs/ser_eval_tiny/held_out_logits.npz"))}
-    for cand in CANDIDATES:
-        if (out / cand).exists():
-            candidates[cand] = ({c: load(out / cand, (c,), c) for c in C},
-                                {c: {d: load(out / cand, (c, d), d) for d in C if d != c} for c in C})
-    for label, (outer, inner) in candidates.items():
-        uas = [corpus_scores(y[h.index], h.logits.argmax(1), classes[d])["ua"] for c in C for d, h in inner[c].items()]
-        crit = calibration_criterion(inner, clips)["distance"]
-        print(f"{label}: nested UA {100 * np.mean(uas):.2f}, nested distance ECE {crit['mean_ece']:.3f} "
-              f"(worst {crit['worst_ece']:.3f})", flush=True)
-        if not loco:
-            continue
-        rows = []
-        for c in C:
-            h = outer[c]
-            probs = fit_calibration("distance", list(inner[c].values()), clips).apply(h.logits, h.distance)
-            r = calibration.confidence_report(probs, y[h.index], classes[c])
-            rows.append((corpus_scores(y[h.index], probs.argmax(1), classes[c])["ua"], r["ece"]))
-            print(f"  {c:8s} UA {100 * rows[-1][0]:.1f} ECE {r['ece']:.3f}")
-        a = np.array(rows)
-        print(f"  LOCO mean UA {100 * a[:, 0].mean():.1f}, mean ECE {a[:, 1].mean():.3f}")
+    candidates |= {cand: load_heads(out / cand) for cand in CANDIDATES if (out / cand).exists()}
+    print_candidates(candidates, speech.load_all(data), loco)
 
 
 if __name__ == "__main__":

@@ -89,23 +89,17 @@ def mix_head(clips, X, V, train, test) -> tuple[np.ndarray, np.ndarray]:
         return model(z).numpy(), z.pow(2).mean(1).log().numpy()
 
 
-def report(data: str, out: Path, loco: bool) -> None:
-    clips = speech.load_all(data)
+def print_candidates(candidates: dict[str, tuple[dict, dict]], clips, loco: bool) -> None:
+    """For each candidate's (outer, inner) held-out logits: the nested criterion (UA of the raw
+    answers; ECE of the ``distance`` calibration fitted on three inner probes, scored on the fourth)
+    and, with ``loco``, the LOCO figures."""
     y = np.array([c.label for c in clips])
     classes = speech.corpus_classes(clips)
-
-    def load(left: tuple[str, ...], scored: str) -> HeldOut:
-        z = np.load(out / f"{name(left, scored)}.npz")
-        return HeldOut(scored, z["index"], z["logits"], z["distance"])
-
-    single_outer, single_inner = load_logits(Path("runs/ser_eval_tiny/held_out_logits.npz"))
-    candidates = {"concat (shipped)": (single_outer, single_inner),
-                  "layer mix": ({c: load((c,), c) for c in C}, {c: {d: load((c, d), d) for d in C if d != c} for c in C})}
     for label, (outer, inner) in candidates.items():
         uas = [corpus_scores(y[h.index], h.logits.argmax(1), classes[d])["ua"] for c in C for d, h in inner[c].items()]
         crit = calibration_criterion(inner, clips)["distance"]
         print(f"{label}: nested UA {100 * np.mean(uas):.2f}, nested distance ECE {crit['mean_ece']:.3f} "
-              f"(worst {crit['worst_ece']:.3f})")
+              f"(worst {crit['worst_ece']:.3f})", flush=True)
         if not loco:
             continue
         rows = []
@@ -117,6 +111,19 @@ def report(data: str, out: Path, loco: bool) -> None:
             print(f"  {c:8s} UA {100 * rows[-1][0]:.1f} ECE {r['ece']:.3f} neutral recall {r.get('neutral_recall', float('nan')):.2f}")
         a = np.array(rows)
         print(f"  LOCO mean UA {100 * a[:, 0].mean():.1f}, mean ECE {a[:, 1].mean():.3f}")
+
+
+def load_heads(folder: Path) -> tuple[dict, dict]:
+    """The (outer, inner) held-out logits that ``run_heads`` saved under ``folder`` for :func:`jobs`."""
+    def load(left: tuple[str, ...], scored: str) -> HeldOut:
+        z = np.load(folder / f"{name(left, scored)}.npz")
+        return HeldOut(scored, z["index"], z["logits"], z["distance"])
+    return {c: load((c,), c) for c in C}, {c: {d: load((c, d), d) for d in C if d != c} for c in C}
+
+
+def report(data: str, out: Path, loco: bool) -> None:
+    print_candidates({"concat (shipped)": load_logits(Path("runs/ser_eval_tiny/held_out_logits.npz")),
+                      "layer mix": load_heads(out)}, speech.load_all(data), loco)
 
 
 if __name__ == "__main__":
