@@ -52,6 +52,7 @@ class Drain:
     def __init__(self) -> None:
         self.draining = False
         self.refusing = False
+        self._begun = False  # set by begin() itself, before the loop runs _begin
         self._loop: asyncio.AbstractEventLoop | None = None
         self.expired: asyncio.Future[None] | None = None  # created on the serving loop by bind()
 
@@ -59,20 +60,23 @@ class Drain:
         self._loop = loop
         self.expired = loop.create_future()  # one future every request's Guard waits on
 
-    def begin(self, grace_s: float, linger_s: float = 0.0) -> None:
+    def begin(self, grace_s: float, linger_s: float = 0.0) -> bool:
         """Start draining; safe to call from a signal handler or another thread. New work is
-        admitted for ``linger_s`` more (at most ``grace_s``)."""
-        if self._loop is None:
-            return
-        if self.draining:  # a second signal: refuse at once
+        admitted for ``linger_s`` more (at most ``grace_s``); a later call without a linger (a
+        second signal) refuses it at once. Returns whether a linger began: then ``refusing``
+        turns true when it ends."""
+        if self._loop is None:  # not serving yet: nothing to drain
+            return False
+        linger_s = min(linger_s, grace_s)
+        if self._begun:
             if linger_s <= 0:
                 self._loop.call_soon_threadsafe(self._refuse)
-            return
-        self._loop.call_soon_threadsafe(self._begin, grace_s, min(linger_s, grace_s))
+            return False
+        self._begun = True
+        self._loop.call_soon_threadsafe(self._begin, grace_s, linger_s)
+        return linger_s > 0
 
     def _begin(self, grace_s: float, linger_s: float) -> None:
-        if self.draining:
-            return
         self.draining = True
         log.info("draining: new work admitted for %.1f s, in-flight requests have %.1f s to finish", linger_s, grace_s)
         assert self._loop is not None

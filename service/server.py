@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import math
 import signal
-import time
 
 import uvicorn
 from fastapi import FastAPI
@@ -74,23 +73,22 @@ class Server(uvicorn.Server):
     its client as a dropped connection. SIGINT (Ctrl-C) and a second signal stop at once, as
     uvicorn does."""
 
-    _exit_at: float | None = None
-    _exit_sig: int = signal.SIGTERM
+    _lingering: int | None = None  # the signal that began the linger, until uvicorn is told to stop
 
     def handle_exit(self, sig, frame) -> None:
         app = self.config.app
-        linger = linger_s(app.state.settings) if sig == signal.SIGTERM and not self.should_exit else 0.0
-        app.state.drain.begin(app.state.settings.drain_s, linger)
-        if linger > 0 and self._exit_at is None:
-            self._exit_at, self._exit_sig = time.monotonic() + linger, sig
-            log.info("SIGTERM: still listening for %.1f s, so that a proxy takes this replica out of rotation",
-                     linger)
+        first_sigterm = sig == signal.SIGTERM and self._lingering is None and not self.should_exit
+        linger = linger_s(app.state.settings) if first_sigterm else 0.0
+        if app.state.drain.begin(app.state.settings.drain_s, linger):
+            self._lingering = sig
+            log.info("SIGTERM: still serving for %.1f s, so that a proxy takes this replica out of rotation", linger)
             return
         super().handle_exit(sig, frame)
 
     async def on_tick(self, counter: int) -> bool:
-        if self._exit_at is not None and not self.should_exit and time.monotonic() >= self._exit_at:
-            super().handle_exit(self._exit_sig, None)
+        # the linger ends when the drain starts refusing new work: one clock, the drain's
+        if self._lingering is not None and not self.should_exit and self.config.app.state.drain.refusing:
+            super().handle_exit(self._lingering, None)
         return await super().on_tick(counter)
 
 

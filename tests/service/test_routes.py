@@ -101,6 +101,19 @@ def test_new_work_is_served_for_the_linger_then_refused(tiny_weights):
         assert r.headers["retry-after"]
 
 
+def test_a_second_drain_call_without_a_linger_refuses_at_once(tiny_weights):
+    """A second SIGTERM (or Ctrl-C) during the linger: new work is refused at once, not when the
+    linger would have ended."""
+    with make_client(*tiny_weights) as c:
+        wait_ready(c)
+        assert c.app.state.drain.begin(30, linger_s=20) is True
+        time.sleep(0.05)
+        assert c.get("/generate?emotion=happy").status_code == 200
+        assert c.app.state.drain.begin(30) is False
+        time.sleep(0.05)
+        assert_problem(c.get("/generate?emotion=happy"), 503, "shutting-down")
+
+
 def test_not_ready_before_lifespan(tiny_weights):
     c = make_client(*tiny_weights)  # not entered: the lifespan has not loaded the models
     assert_problem(c.get("/ready"), 503, "not-ready")
