@@ -48,19 +48,17 @@ class TwoSampleResult:
     fake_probability: np.ndarray  # (n_fake_test,) its probability that each generated test face is generated
 
 
-def two_sample_test(real_train: np.ndarray, fake_train: np.ndarray, real_test: np.ndarray, fake_test: np.ndarray,
-                    *, epochs: int = 10, batch: int = 128, seed: int = 0) -> TwoSampleResult:
-    """Train a :class:`RealnessNet` on uint8 faces (N, 48, 48), real and generated, with random
-    horizontal flips; score it on the test faces, which it never saw."""
+def train(real: np.ndarray, fake: np.ndarray, *, epochs: int = 10, batch: int = 128, seed: int = 0) -> RealnessNet:
+    """A :class:`RealnessNet` trained on uint8 faces (N, 48, 48), real and generated counting
+    equally, with random horizontal flips; returned in eval mode."""
     g = seed_everything(seed)
-    x = torch.cat([from_uint8(real_train), from_uint8(fake_train)])
-    y = torch.cat([torch.zeros(len(real_train)), torch.ones(len(fake_train))])
-    w = torch.cat([torch.full((len(real_train),), 0.5 / len(real_train)), torch.full((len(fake_train),), 0.5 / len(fake_train))])
+    x = torch.cat([from_uint8(real), from_uint8(fake)])
+    y = torch.cat([torch.zeros(len(real)), torch.ones(len(fake))])
+    w = torch.cat([torch.full((len(real),), 0.5 / len(real)), torch.full((len(fake),), 0.5 / len(fake))])
     model = RealnessNet()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    steps = epochs * len(x) // batch
     model.train()
-    for _ in range(steps):
+    for _ in range(epochs * len(x) // batch):
         idx = torch.multinomial(w, batch, replacement=True, generator=g)
         xb = x[idx]
         flip = torch.rand(len(idx), generator=g) < 0.5
@@ -69,9 +67,21 @@ def two_sample_test(real_train: np.ndarray, fake_train: np.ndarray, real_test: n
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    model.eval()
-    with torch.inference_mode():
-        p_real = torch.sigmoid(torch.cat([model(b) for b in from_uint8(real_test).split(512)])).numpy()
-        p_fake = torch.sigmoid(torch.cat([model(b) for b in from_uint8(fake_test).split(512)])).numpy()
+    return model.eval()
+
+
+@torch.inference_mode()
+def logits(model: RealnessNet, faces: np.ndarray, batch: int = 512) -> np.ndarray:
+    """The model's logit that each uint8 face (N, 48, 48) is generated."""
+    return torch.cat([model(b) for b in from_uint8(faces).split(batch)]).numpy()
+
+
+def two_sample_test(real_train: np.ndarray, fake_train: np.ndarray, real_test: np.ndarray, fake_test: np.ndarray,
+                    *, epochs: int = 10, batch: int = 128, seed: int = 0) -> TwoSampleResult:
+    """Train a :class:`RealnessNet` on uint8 faces (N, 48, 48), real and generated (:func:`train`);
+    score it on the test faces, which it never saw."""
+    model = train(real_train, fake_train, epochs=epochs, batch=batch, seed=seed)
+    p_real = 1 / (1 + np.exp(-logits(model, real_test)))
+    p_fake = 1 / (1 + np.exp(-logits(model, fake_test)))
     accuracy = 0.5 * float((p_real < 0.5).mean()) + 0.5 * float((p_fake > 0.5).mean())
     return TwoSampleResult(accuracy, float((p_fake > SURE).mean()), p_fake)
