@@ -34,6 +34,7 @@ from ml.models.baseline_gan import (BaselineDiscriminator, BaselineDiscriminator
 from ml.models.fer_classifier import FERClassifier, FERClassifierConfig
 from ml.models.gan import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 from ml.models.ser import SERHead, SERHeadConfig
+from ml.models.upsampler import FaceUpsampler, UpsamplerConfig
 from ml.models.voice import VoiceEncoder, VoiceEncoderConfig
 
 #: 2 (2026-12-02): a generator's drawing settings left its config for their own ``drawing`` key,
@@ -49,6 +50,7 @@ ARCHITECTURES: dict[str, tuple[type[nn.Module], type]] = {
     "baseline-generator": (BaselineGenerator, BaselineGeneratorConfig),
     "baseline-discriminator": (BaselineDiscriminator, BaselineDiscriminatorConfig),
     "voice-encoder": (VoiceEncoder, VoiceEncoderConfig),
+    "face-upsampler": (FaceUpsampler, UpsamplerConfig),
 }
 GENERATORS = ("cgan-generator", "baseline-generator")  # what FaceGenerator can draw with
 SER_MODELS = ("ser-whisper",)  # what EmotionRecognizer can hear with; they carry feature_params

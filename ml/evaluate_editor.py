@@ -28,7 +28,6 @@ Figures, written to ``editor_eval.json`` and ``editor_eval.md`` under ``--out``:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
@@ -41,6 +40,7 @@ from ml.edit import CROP, ExpressionEditor, Face, FaceFinder, aligned_crop, edit
 from ml.evaluate_gan import CHOOSING_JUDGE, JUDGES, named
 from ml.face_metrics import classify
 from ml.labels import FER_CLASSES
+from ml.metrics import write_report
 from ml.models.fer_classifier import FERClassifier
 from ml.photo import load_photo
 from ml.runtime import setup_cli
@@ -185,9 +185,7 @@ def main(argv: list[str] | None = None) -> dict:
               "judges": list(judges), "fer": {name: judge_edits(j, edits, faces, labels) for name, j in judges.items()}}
     if not args.no_london:
         result["london"] = london(editor, Path(args.data) / "london", judges, Path(args.sheet or out / "london_sheet.png"))
-    (out / "editor_eval.json").write_text(json.dumps(result, indent=1))
-    (out / "editor_eval.md").write_text(markdown(result))
-    print(markdown(result))
+    write_report(out, "editor_eval", result, markdown(result))
     return result
 
 

@@ -42,20 +42,19 @@ and reported on PrivateTest, seeds 0 up, by the other judges. Writes ``gan_eval.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
-from PIL import Image
-
 from ml import checkpoint, plots
 from ml.data import fer2013
 from ml.face_metrics import (classify, frechet_distance, identity_ratio, kernel_distance, label_weights,
                              mean_pairwise, mean_present, per_class_recall, precision_recall, share_sample)
+from ml.enlarge import Enlarger
 from ml.generate import FaceGenerator
 from ml.labels import EMOTIONS, FER_CLASSES, fer_index
+from ml.metrics import write_report
 from ml.realness import two_sample_test
 from ml.runtime import setup_cli
 
@@ -118,14 +117,9 @@ def judge_faces(judge, faces: np.ndarray, real: dict, real_feat: np.ndarray, mix
             "diversity_min": min(diversity.values()), "precision": precision, "recall": recall}
 
 
-def enlarged(faces: np.ndarray, size: int = SHEET_SIZE) -> np.ndarray:
-    """uint8 faces (N, 48, 48) -> (N, size, size), resized with Lanczos as ``/generate?size=`` resizes."""
-    return np.stack([np.asarray(Image.fromarray(f).resize((size, size), Image.LANCZOS)) for f in faces])
-
-
 def realness(path: str, faces: np.ndarray, mixed: np.ndarray, x: np.ndarray, train_x: np.ndarray,
              train_y: np.ndarray, first_seed: int, rng: np.random.Generator, out: Path, name: str,
-             epochs: int) -> dict:
+             epochs: int, enlarger: Enlarger) -> dict:
     """The two-sample test: trained on real faces ``train_x`` (of the Training split) and as many
     generated faces of other seeds in their class mix, tested on the split's real faces ``x`` and
     the evaluated faces (``mixed``)."""
@@ -138,7 +132,7 @@ def realness(path: str, faces: np.ndarray, mixed: np.ndarray, x: np.ndarray, tra
     r = two_sample_test(train_x, train_faces.reshape(k * per_class, 48, 48)[train_mixed], x, flat[mixed],
                         epochs=epochs)
     surest = flat[mixed][np.argsort(-r.fake_probability, kind="stable")[:32]]
-    big = enlarged(surest)
+    big = enlarger.enlarge(surest, SHEET_SIZE)
     rows = -(-len(big) // 8)
     big = np.concatenate([big, np.full((rows * 8 - len(big), SHEET_SIZE, SHEET_SIZE), 255, np.uint8)])  # white past the last
     plots.image_grid(big, rows, 8).save(out / f"surest_{name}.png")
@@ -146,11 +140,12 @@ def realness(path: str, faces: np.ndarray, mixed: np.ndarray, x: np.ndarray, tra
             "train_generated": len(train_mixed), "test_real": len(x), "test_generated": len(mixed), "epochs": epochs}
 
 
-def fixed_seed_sheet(path: str, target: Path) -> None:
-    """The 8 emotions (rows; calm is drawn as neutral) by seeds 0-15, each face at 96 px."""
+def fixed_seed_sheet(path: str, target: Path, enlarger: Enlarger) -> None:
+    """The 8 emotions (rows; calm is drawn as neutral) by seeds 0-15, each face at 96 px as
+    ``/generate?size=96`` enlarges it."""
     gen, _ = FaceGenerator.from_checkpoint(path.partition("@")[0])
     faces = gen.render([fer_index(e) for e in EMOTIONS for _ in range(SHEET_SEEDS)], list(range(SHEET_SEEDS)) * len(EMOTIONS))
-    big = enlarged(faces)
+    big = enlarger.enlarge(faces, SHEET_SIZE)
     target.parent.mkdir(parents=True, exist_ok=True)
     plots.image_grid(big, len(EMOTIONS), SHEET_SEEDS, row_labels=list(EMOTIONS)).save(target)
 
@@ -167,6 +162,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     share = np.bincount(y, minlength=len(FER_CLASSES)) / len(y)
     tx, ty = fer2013.load(args.data, "Training")
     pick = np.random.default_rng(0).permutation(len(tx))[:args.realness_train]
+    enlarger, _ = Enlarger.from_checkpoint(args.upsampler)
     tx, ty = tx[pick], ty[pick]
     for spec in args.generator:
         name, path = named(spec)
@@ -176,10 +172,10 @@ def evaluate(args: argparse.Namespace) -> dict:
         mixed[name] = share_sample(np.repeat(np.arange(len(FER_CLASSES)), args.per_class), share, rng)
         result["generators"][name] = {**info, "identity_ratio": identity_ratio(faces),
                                       "realness": realness(path, faces, mixed[name], x, tx, ty, args.first_seed, rng, out, name,
-                                                           args.realness_epochs)}
+                                                           args.realness_epochs, enlarger)}
         log.info("realness %s: %s", name, result["generators"][name]["realness"])
     if args.sheet:
-        fixed_seed_sheet(named(args.generator[0])[1], Path(args.sheet))
+        fixed_seed_sheet(named(args.generator[0])[1], Path(args.sheet), enlarger)
     for spec in args.judge:
         name, path = named(spec)
         loaded = checkpoint.load(path, arch="fer-classifier", labels=FER_CLASSES)
@@ -187,10 +183,7 @@ def evaluate(args: argparse.Namespace) -> dict:
         scores = {g: judge_faces(loaded.model, faces, real, real_feat, mixed[g]) for g, faces in drawn.items()}
         result["judges"][name] = {"path": path, "sha256": loaded.sha256, "real": real, "generators": scores}
         log.info("judge %s: %s", name, {g: (round(s["accuracy_mean"], 3), round(s["fd"], 2)) for g, s in scores.items()})
-    (out / "gan_eval.json").write_text(json.dumps(result, indent=1))
-    table = markdown(result)
-    (out / "gan_eval.md").write_text(table)
-    print(table)
+    write_report(out, "gan_eval", result, markdown(result))
     return result
 
 
@@ -252,6 +245,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--realness-epochs", type=int, default=30,
                    help="its training epochs (10 leave it a weak judge; docs/experiments/gan.md)")
     p.add_argument("--sheet", help="also draw the first generator's fixed-seed sheet (8 emotions x 16 seeds, 96 px) here")
+    p.add_argument("--upsampler", default="weights/upsampler.pt", help="enlarges the sheets' faces to 96 px (ml.enlarge)")
     p.add_argument("--threads", type=int, default=0)
     args = p.parse_args(argv)
     setup_cli(args.threads, "cpu")

@@ -1,7 +1,11 @@
 """Classification scores shared by training (held-out fold) and evaluation: unweighted accuracy
-(mean per-class recall, the SER field's headline), weighted accuracy, macro-F1, confusion."""
+(mean per-class recall, the SER field's headline), weighted accuracy, macro-F1, confusion; and how
+every evaluation writes its report (:func:`write_report`)."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 
@@ -54,3 +58,10 @@ def corpus_scores(y_true: np.ndarray, y_pred: np.ndarray, classes: tuple[int, ..
     out = scores(np.asarray(y_true), mapped)
     out["confusion"] = confusion(np.asarray(y_true), mapped, len(EMOTIONS)).tolist()
     return out
+
+
+def write_report(out: Path, stem: str, result: dict, table: str) -> None:
+    """An evaluation's figures as ``stem.json``, its tables as ``stem.md`` under ``out``; the tables printed."""
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
+    (out / f"{stem}.md").write_text(table)
+    print(table)

@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     generator_weights: Path = WEIGHTS_DIR / "generator.pt"
     editor_weights: Path = WEIGHTS_DIR / "editor.pt"
     voice_weights: Path = WEIGHTS_DIR / "voice.pt"
+    upsampler_weights: Path = WEIGHTS_DIR / "upsampler.pt"
     max_body_mb: float = Field(25.0, gt=0, description="largest accepted request body")
     max_audio_s: float = Field(60.0, gt=0, description="longest accepted recording")
     max_batch_size: int = Field(64, ge=1, le=1024, description="largest micro-batch per forward pass")
@@ -37,7 +38,7 @@ class Settings(BaseSettings):
     max_queue_clips: int = Field(128, ge=1, description="recordings admitted at once (decoding, queued or "
                                                           "being heard); more get 503 with Retry-After")
     max_queue_faces: int = Field(1024, ge=1, description="face work admitted at once, in single-48px-face units "
-                                                         "(a 16-face grid of 1024px costs about 100); more get 503")
+                                                         "(a 16-face grid of 1024px costs about 115); more get 503")
     max_decodes: int = Field(0, ge=0, description="recordings decoded at once (0 = one per CPU core)")
     max_queue_photos: int = Field(16, ge=1, description="photos admitted at once (decoding, queued or being "
                                                         "edited); more get 503 with Retry-After")

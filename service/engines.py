@@ -18,6 +18,7 @@ import torch
 from ml.audio import SAMPLE_RATE
 from ml.edit import ExpressionEditor
 from ml.checkpoint import CheckpointError
+from ml.enlarge import Enlarger
 from ml.generate import FaceGenerator, one_thread
 from ml.recognize import EmotionRecognizer, SpeakerNorm
 from ml.runtime import select_device
@@ -101,6 +102,7 @@ def load_engines(settings: Settings, metrics: Metrics, drain: Drain | None = Non
     (generator, gen_loaded), gen_s = timed(lambda: FaceGenerator.from_checkpoint(settings.generator_weights, device))
     (editor, edit_loaded), edit_s = timed(lambda: ExpressionEditor.from_checkpoint(settings.editor_weights))
     (voiceprint, voice_loaded), voice_s = timed(lambda: VoicePrint.from_checkpoint(settings.voice_weights))
+    (enlarger, up_loaded), up_s = timed(lambda: Enlarger.from_checkpoint(settings.upsampler_weights))
     if voiceprint.model.config.latent_dim != generator.model.config.latent_dim:
         raise CheckpointError(f"{settings.voice_weights} maps voices to a latent of {voiceprint.model.config.latent_dim}, "
                               f"the generator's is {generator.model.config.latent_dim}: re-run python -m ml.import_voice")
@@ -108,7 +110,8 @@ def load_engines(settings: Settings, metrics: Metrics, drain: Drain | None = Non
     files = [("ser", settings.ser_weights, ser_loaded, ser_s, recognizer.device),
              ("generator", settings.generator_weights, gen_loaded, gen_s, generator.device),
              ("editor", settings.editor_weights, edit_loaded, edit_s, cpu),
-             ("voice", settings.voice_weights, voice_loaded, voice_s, cpu)]
+             ("voice", settings.voice_weights, voice_loaded, voice_s, cpu),
+             ("upsampler", settings.upsampler_weights, up_loaded, up_s, cpu)]
     models = [_info(*file) for file in files]
     for m, (_, path, *_) in zip(models, files, strict=True):
         # the log (the operator's) names the full path; /ready (anyone's) only the file name
@@ -124,7 +127,7 @@ def load_engines(settings: Settings, metrics: Metrics, drain: Drain | None = Non
     # on a CPU each face is drawn on one thread (bit-exactness, ml.generate), so it takes one batch
     # per core to use the machine; on a GPU one stream of batches
     workers = settings.generator_workers or (1 if device.type != "cpu" else os.cpu_count() or 1)
-    faces = MicroBatcher(functools.partial(render_items, generator), name="generator",
+    faces = MicroBatcher(functools.partial(render_items, generator, enlarger), name="generator",
                          max_batch=settings.max_batch_size, max_wait_s=wait, on_batch=metrics.observe_batch,
                          max_queue=4 * settings.max_queue_faces, timeout_s=settings.queue_timeout_s, workers=workers)
     cores = os.cpu_count() or 1
@@ -137,7 +140,7 @@ def load_engines(settings: Settings, metrics: Metrics, drain: Drain | None = Non
     metrics.watch({b.name: (lambda b=b: (b.used, b.capacity)) for b in (clips, face_work, photos)},
                   lambda: (len(streams.slots), streams.capacity))
     return Engines(settings, device, ser, faces, models, clips=clips, face_work=face_work, decoder=decoder,
-                   speech=SpeechModel(decoder, ser, settings.max_audio_s, recognizer.speaker), face=FaceModel(faces),
+                   speech=SpeechModel(decoder, ser, settings.max_audio_s, recognizer.speaker), face=FaceModel(faces, enlarger),
                    photos=photos, photo=PhotoModel(editor, settings.max_edits or cores),
                    voice=VoiceModel(voiceprint),
                    drain=drain or Drain(), recognizer=recognizer, listener=listener, streams=streams)
@@ -149,7 +152,7 @@ async def warm_up(engines: Engines) -> None:
     rng = np.random.default_rng(0)
     wave = (0.1 * rng.standard_normal(4 * SAMPLE_RATE)).astype(np.float32)  # a 4 s clip
     await engines.ser.run_direct([(wave, None, True)])
-    await engines.faces.run_direct([(0, 0, 48)])
+    await engines.faces.run_direct([(0, 0, 96)])  # 96 px: the upsampler too
     engines.photo.editor.edit_crops(np.full((1, 48, 48), 128, np.float32), [0])
     engines.ready.set()
     log.info("warm-up done in %.3fs; ready", time.perf_counter() - t0)

@@ -20,6 +20,8 @@ from ml.labels import EMOTIONS
 if TYPE_CHECKING:  # the FFmpeg child imports this module and must not import torch
     import torch
 
+    from ml.enlarge import Enlarger
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
@@ -197,20 +199,17 @@ def face_fields(png: bytes, seed: int | None, face: str) -> dict:
     return {"seed": seed, "face": face, "image_png_base64": base64.b64encode(png).decode()}
 
 
-def encode_png(faces: np.ndarray, size: int) -> bytes:
+def encode_png(enlarger: Enlarger, faces: np.ndarray, size: int) -> bytes:
     """(N, 48, 48) uint8 faces -> PNG bytes: one face, or a near-square grid of N faces.
 
-    Each face is resized to ``size`` pixels with a Lanczos filter (sharp, no ringing to speak of
-    on faces). Encoding is deterministic: the same pixels give the same bytes.
+    Each face is enlarged to ``size`` pixels by ``ml.enlarge``'s rule (the learned 2x, then
+    Lanczos). Deterministic: the same pixels give the same bytes, alone or in a grid.
     """
     cols = math.ceil(math.sqrt(len(faces)))
     rows = math.ceil(len(faces) / cols)
     canvas = Image.new("L", (cols * size, rows * size), 0)
-    for i, face in enumerate(faces):
-        img = Image.fromarray(face, mode="L")
-        if size != face.shape[-1]:
-            img = img.resize((size, size), Image.Resampling.LANCZOS)
-        canvas.paste(img, ((i % cols) * size, (i // cols) * size))
+    for i, face in enumerate(enlarger.enlarge(faces, size)):
+        canvas.paste(Image.fromarray(face, mode="L"), ((i % cols) * size, (i // cols) * size))
     buf = io.BytesIO()
     canvas.save(buf, format="PNG", optimize=False)
     return buf.getvalue()
@@ -226,7 +225,8 @@ def encode_photo(rgb: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def render_items(generator, items: list[tuple[int, int | torch.Tensor, int | None]]) -> list[np.ndarray | bytes]:
+def render_items(generator, enlarger: Enlarger,
+                 items: list[tuple[int, int | torch.Tensor, int | None]]) -> list[np.ndarray | bytes]:
     """The generator batcher's work: one forward pass for every (class, seed or latent, size) item.
 
     An item with a size comes back as finished PNG bytes, encoded here on the worker thread, so a
@@ -234,7 +234,7 @@ def render_items(generator, items: list[tuple[int, int | torch.Tensor, int | Non
     the raw (48, 48) face, for grids that are assembled from several items.
     """
     faces = generator.render([c for c, _, _ in items], [s for _, s, _ in items])
-    return [face if size is None else encode_png(face[None], size) for face, (_, _, size) in zip(faces, items, strict=True)]
+    return [face if size is None else encode_png(enlarger, face[None], size) for face, (_, _, size) in zip(faces, items, strict=True)]
 
 
 def timed(fn: Callable[[], R]) -> tuple[R, float]:

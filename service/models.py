@@ -17,6 +17,7 @@ import torch
 
 from ml.decoding import DecodedAudio
 from ml.edit import ExpressionEditor, FaceFinder, edit_photo
+from ml.enlarge import Enlarger
 from ml.labels import fer_index
 from ml.photo import Photo, load_photo
 from ml.recognize import SpeakerNorm
@@ -78,8 +79,8 @@ class VoiceModel:
 class FaceModel:
     """The face generator: an emotion and who to draw (a seed, or a voice's latent) in, a PNG out."""
 
-    def __init__(self, batcher: MicroBatcher) -> None:
-        self.batcher = batcher
+    def __init__(self, batcher: MicroBatcher, enlarger: Enlarger) -> None:
+        self.batcher, self.enlarger = batcher, enlarger  # the enlarger sizes grids (ml.enlarge)
 
     async def predict(self, emotion: str, seed: int | torch.Tensor, size: int = 48, count: int = 1) -> bytes:
         """PNG bytes: one face of ``size`` px, or a grid of ``count`` faces of seeds seed, seed+1, ...
@@ -88,7 +89,7 @@ class FaceModel:
         if count == 1 and size <= INLINE_PNG_MAX:  # the common case: the batch worker returns the PNG itself
             return await self.batcher.submit((cls, seed, size))
         faces = await asyncio.gather(*(self.batcher.submit((cls, (seed + i) % 2**32, None)) for i in range(count)))
-        return await anyio.to_thread.run_sync(encode_png, np.stack(faces), size)
+        return await anyio.to_thread.run_sync(encode_png, self.enlarger, np.stack(faces), size)
 
     @staticmethod
     def encode_response(png: bytes, seed: int | None, face: str) -> dict:

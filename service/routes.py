@@ -61,11 +61,16 @@ Size = Annotated[int, Query(ge=48, le=1024, description="width and height of eac
 SPOOL_BYTES = 1 << 20
 
 
+#: The upsampler's 48 -> 96 px pass, in single-48px-face units: 2.1 ms a face against the
+#: generator's 2.9 ms on one core (``tests/perf/bench_models.py``, 2026-12-07), so about one.
+UPSAMPLER_UNITS = 1
+
+
 def face_cost(count: int, size: int) -> float:
     """What drawing ``count`` faces of ``size`` px costs, in single-48px-face units: the network's
-    pass per face, plus resizing and PNG encoding, which grow with the pixels (a 16-face grid of
-    1024 px costs about 100 single faces)."""
-    return count * (1 + size * size / 200_000)
+    pass per face, the upsampler's above 48 px, plus resizing and PNG encoding, which grow with
+    the pixels (a 16-face grid of 1024 px costs about 115 single faces)."""
+    return count * (1 + (UPSAMPLER_UNITS if size > 48 else 0) + size * size / 200_000)
 
 
 async def read_audio(request: Request, photo: bool = False) -> tuple[BinaryIO, BinaryIO | None]:

@@ -45,9 +45,10 @@ def test_committed_weights_stay_within_30_mb():
 
 
 def test_the_serving_folder_holds_what_the_service_loads():
-    """weights/ holds the four files the service loads; evaluation-only ones live in weights/eval/,
+    """weights/ holds the five files the service loads; evaluation-only ones live in weights/eval/,
     each set with its card, and stay out of the image (.dockerignore)."""
-    assert sorted(p.name for p in (ROOT / "weights").glob("*.pt")) == ["editor.pt", "generator.pt", "ser.pt", "voice.pt"]
+    assert sorted(p.name for p in (ROOT / "weights").glob("*.pt")) == ["editor.pt", "generator.pt", "ser.pt", "upsampler.pt",
+                                                                         "voice.pt"]
     assert all(p.with_suffix(".md").exists() for p in (ROOT / "weights").glob("*.pt"))
     assert {"fer_classifier.md", "baseline_generator.md"} <= {p.name for p in (ROOT / "weights" / "eval").glob("*.md")}
     assert "weights/eval/" in (ROOT / ".dockerignore").read_text().splitlines()

@@ -4,7 +4,9 @@
 
 Prints, for the shipped weights: the CPU kernels in use; file sizes; SER decode + features +
 model for a 4 s clip (16 kHz FLAC, and 48 kHz stereo WAV, which adds resampling); generator latency
-for one face and for a batch of 64, and faces per second at batch 1024 where a GPU is present.
+for one face and for a batch of 64, and faces per second at batch 1024 where a GPU is present; the
+upsampler's 48 -> 96 px for one face, and a 16-face 96 px grid as ``/generate?count=16&size=96``
+makes it (draw, enlarge, PNG).
 ``ONEDNN_MAX_CPU_ISA=ALL ATEN_CPU_CAPABILITY=avx512`` lifts ml's AVX2 cap, to see what it costs.
 """
 
@@ -63,17 +65,21 @@ def main() -> dict:
     p.add_argument("--device", default="cpu")
     p.add_argument("--ser", default=str(ROOT / "weights" / "ser.pt"))
     p.add_argument("--generator", default=str(ROOT / "weights" / "generator.pt"))
+    p.add_argument("--upsampler", default=str(ROOT / "weights" / "upsampler.pt"))
     p.add_argument("--json", help="also write the figures here")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     from ml import audio
+    from ml.enlarge import Enlarger
     from ml.generate import FaceGenerator
     from ml.recognize import EmotionRecognizer
 
     device = torch.device(args.device)
     rec, ser_loaded = EmotionRecognizer.from_checkpoint(args.ser)  # the SER runs on the CPU whatever the device
     gen, gen_loaded = FaceGenerator.from_checkpoint(args.generator, device)
-    out: dict = {"device": str(device), "threads": args.threads, "torch": torch.__version__,
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "unknown") if Path("/proc/cpuinfo").exists() else "unknown"
+    out: dict = {"device": str(device), "threads": args.threads, "torch": torch.__version__, "cpu": cpu,
                  # the CPU kernels in use: capped at AVX2 by ml/__init__.py unless the environment lifts it
                  "cpu_kernels": {"aten": torch.backends.cpu.get_cpu_capability(),
                                  "onednn_max_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL")},
@@ -91,6 +97,11 @@ def main() -> dict:
     out["generator_1_face"] = timeit(lambda: gen.render([3], [7]), repeat=100)
     b64 = timeit(lambda: gen.render([i % 7 for i in range(64)], list(range(64))), repeat=20)
     out["generator_batch64"] = {**b64, "faces_per_s": round(64 / (b64["median_ms"] / 1000), 1)}
+    enlarger, _ = Enlarger.from_checkpoint(args.upsampler)
+    face = gen.render([3], [7])
+    out["upsampler_1_face_96px"] = timeit(lambda: enlarger.enlarge(face, 96), repeat=100)
+    from service.inference import encode_png  # what the service runs for a grid
+    out["grid_16_faces_96px"] = timeit(lambda: encode_png(enlarger, gen.render([4] * 16, list(range(16))), 96), repeat=30)
     if device.type == "cuda":
         b1024 = timeit(lambda: gen.render([i % 7 for i in range(1024)], list(range(1024))), repeat=10)
         out["generator_batch1024"] = {**b1024, "faces_per_s": round(1024 / (b1024["median_ms"] / 1000), 1)}

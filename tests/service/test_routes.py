@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from ml.labels import EMOTIONS
-from tests.conftest import assert_problem, fixture_clips, make_client, speechlike, wait_ready, wav_bytes
+from tests.conftest import ROOT, assert_problem, fixture_clips, make_client, speechlike, wait_ready, wav_bytes
 
 def clip_bytes(emotion: str = "happy") -> bytes:
     return fixture_clips()[emotion].read_bytes()
@@ -25,9 +25,9 @@ def png(content: bytes) -> Image.Image:
 def test_health_ready_and_metrics(client):
     assert client.get("/health").json() == {"status": "ok"}
     ready = client.get("/ready").json()
-    assert ready["status"] == "ready" and {m["name"] for m in ready["models"]} == {"ser", "generator", "editor", "voice"}
+    assert ready["status"] == "ready" and {m["name"] for m in ready["models"]} == {"ser", "generator", "editor", "voice", "upsampler"}
     assert all(len(m["sha256"]) == 64 for m in ready["models"])
-    assert {m["path"] for m in ready["models"]} == {"ser.pt", "generator.pt", "editor.pt", "voice_16.pt"}, \
+    assert {m["path"] for m in ready["models"]} == {"ser.pt", "generator.pt", "editor.pt", "voice_16.pt", "upsampler.pt"}, \
         "file names only: no host paths leak"
     assert {m["name"]: m["device"] for m in ready["models"]}["ser"] == "cpu"  # the SER runs on the CPU, always
     client.get("/generate?emotion=sad&seed=1")
@@ -230,6 +230,21 @@ def test_generate_same_seed_same_bytes_and_calm_is_neutral(client):
     assert png(a).size == (100, 100)
     calm = client.get("/generate?emotion=calm&seed=9").content
     assert calm == client.get("/generate?emotion=neutral&seed=9").content
+
+
+def test_generate_enlarges_with_the_upsampler(client, tiny_weights):
+    """A face above 48 px is the learned 2x (ml.enlarge), then Lanczos: not Lanczos from 48 px."""
+    from ml.enlarge import Enlarger, lanczos
+    from ml.generate import FaceGenerator
+    from ml.labels import fer_index
+
+    face = FaceGenerator.from_checkpoint(tiny_weights[1])[0].render([fer_index("happy")], [5])
+    enlarger = Enlarger.from_checkpoint(ROOT / "weights" / "upsampler.pt")[0]
+    for size in (64, 96, 200):
+        got = np.array(png(client.get(f"/generate?emotion=happy&seed=5&size={size}").content))
+        assert np.array_equal(got, enlarger.enlarge(face, size)[0])
+        assert not np.array_equal(got, lanczos(face, size)[0])
+    assert np.array_equal(np.array(png(client.get("/generate?emotion=happy&seed=5").content)), face[0])  # 48 px: as drawn
 
 
 def test_generate_grid(client):

@@ -1,0 +1,63 @@
+"""How a drawn 48 px face becomes a larger one, for ``/generate?size=`` and every sheet of faces.
+
+The rule: a 48 px face is returned as drawn; any larger size is the learned 2x enlargement
+(``ml/models/upsampler.py``, ``weights/upsampler.pt``) to 96 px, then Lanczos from 96 px to the
+size asked (down for 49-95 px, up above 96). The network runs once, at 48 -> 96, for two reasons:
+its cost is fixed (about 6 ms a face on one core) whatever the size, and a second pass, 96 -> 192,
+was not what it was judged on (``weights/upsampler.md``). A file of ``None`` (no upsampler) is
+Lanczos from 48 px, the enlargement before the network.
+
+Bit-exactness: the network runs on one intra-op thread (as ``ml.generate`` draws), so a face's
+pixels are the same alone and in any grid on one machine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ml import checkpoint
+from ml.generate import one_thread
+from ml.models.gan import IMAGE_SIZE, from_uint8, to_uint8
+from ml.models.upsampler import FaceUpsampler
+
+LEARNED_SIZE = 2 * IMAGE_SIZE  # the network's output: 96 px
+
+
+def lanczos(faces: np.ndarray, size: int) -> np.ndarray:
+    """uint8 faces (N, H, W) -> (N, size, size), Lanczos (PIL)."""
+    if faces.shape[-1] == size:
+        return faces
+    return np.stack([np.asarray(Image.fromarray(f, mode="L").resize((size, size), Image.Resampling.LANCZOS))
+                     for f in faces])
+
+
+class Enlarger:
+    """A loaded upsampler (or none: Lanczos only). Thread-safe: the network is only read."""
+
+    def __init__(self, model: FaceUpsampler | None) -> None:
+        self.model = model.eval() if model is not None else None
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path) -> tuple[Enlarger, checkpoint.Loaded]:
+        loaded = checkpoint.load(path, arch="face-upsampler")
+        if loaded.model.config.scale * IMAGE_SIZE != LEARNED_SIZE:
+            raise checkpoint.CheckpointError(f"{path}: an upsampler of scale {loaded.model.config.scale}, expected 2")
+        return cls(loaded.model), loaded
+
+    @torch.inference_mode()
+    def learned(self, faces: np.ndarray) -> np.ndarray:
+        """uint8 faces (N, 48, 48) -> (N, 96, 96) by the network, on one intra-op thread."""
+        with one_thread():
+            return to_uint8(self.model(from_uint8(faces))).numpy()
+
+    def enlarge(self, faces: np.ndarray, size: int) -> np.ndarray:
+        """uint8 faces (N, 48, 48) -> (N, size, size) by the rule above; ``size`` at least 48."""
+        if size < IMAGE_SIZE:
+            raise ValueError(f"size {size} is below the drawn {IMAGE_SIZE} px")
+        if size == IMAGE_SIZE or self.model is None:
+            return lanczos(faces, size)
+        return lanczos(self.learned(faces), size)
