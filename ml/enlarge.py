@@ -2,10 +2,10 @@
 
 The rule: a 48 px face is returned as drawn; any larger size is the learned 2x enlargement
 (``ml/models/upsampler.py``, ``weights/upsampler.pt``) to 96 px, then Lanczos from 96 px to the
-size asked (down for 49-95 px, up above 96). The network runs once, at 48 -> 96, for two reasons:
-its cost is fixed (about 6 ms a face on one core) whatever the size, and a second pass, 96 -> 192,
-was not what it was judged on (``weights/upsampler.md``). A file of ``None`` (no upsampler) is
-Lanczos from 48 px, the enlargement before the network.
+size asked (down for 49-95 px, up above 96). The network runs once, at 48 -> 96: its cost is
+fixed (about 2 ms a face on one core, ``tests/perf/bench_models.py``) whatever the size, and a
+second pass (96 -> 192, four times the pixels) gains only 0.16 dB at 192 px (``weights/upsampler.md``).
+An ``Enlarger(None)`` is Lanczos from 48 px, the enlargement before the network.
 
 Bit-exactness: the network runs on one intra-op thread (as ``ml.generate`` draws), so a face's
 pixels are the same alone and in any grid on one machine.
