@@ -77,9 +77,9 @@ def main() -> dict:
     device = torch.device(args.device)
     rec, ser_loaded = EmotionRecognizer.from_checkpoint(args.ser)  # the SER runs on the CPU whatever the device
     gen, gen_loaded = FaceGenerator.from_checkpoint(args.generator, device)
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown") if Path("/proc/cpuinfo").exists() else "unknown"
-    out: dict = {"device": str(device), "threads": args.threads, "torch": torch.__version__, "cpu": cpu,
+    from bench_service import cpu_model  # a sibling script
+
+    out: dict = {"device": str(device), "threads": args.threads, "torch": torch.__version__, "cpu": cpu_model(),
                  # the CPU kernels in use: capped at AVX2 by ml/__init__.py unless the environment lifts it
                  "cpu_kernels": {"aten": torch.backends.cpu.get_cpu_capability(),
                                  "onednn_max_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL")},

@@ -43,6 +43,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def cpu_model() -> str:
+    """The CPU's model name (results from two machines of one kind can differ by it)."""
+    info = Path("/proc/cpuinfo")
+    lines = info.read_text().splitlines() if info.exists() else []
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown")
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -197,7 +204,7 @@ def main() -> dict:
     tmp = Path(tempfile.mkdtemp())
     scripts = lua_scripts(tmp)
     levels = [int(c) for c in args.concurrency.split(",")]
-    result: dict = {"machine": {"cpus": os.cpu_count()}}
+    result: dict = {"machine": {"cpus": os.cpu_count(), "cpu": cpu_model()}}
 
     server = Server()
     try:
