@@ -20,6 +20,8 @@ on the three corpora left, scored on D); figures are the raw answers' UA and the
     PYTHONPATH=. python docs/experiments/scripts/ser_top_finetune.py frames ../shared/data runs/ser_frames 1 2
     # one inner split: outer corpus, probe corpus, epochs
     PYTHONPATH=. python docs/experiments/scripts/ser_top_finetune.py probe ../shared/data runs/ser_frames turev nemo 2
+    # the same splits, attentive statistics pooling over the last layer's frames instead (block frozen)
+    PYTHONPATH=. python docs/experiments/scripts/ser_top_finetune.py attentive ../shared/data runs/ser_frames turev nemo
 """
 
 from __future__ import annotations
@@ -180,10 +182,98 @@ def probe(data: str, out: Path, outer: str, scored: str, epochs: float, lr: floa
     score(f"fine-tuned ({epochs:g} epochs, lr {lr:g}, {time.time() - t0:.0f} s)", head_raw(ft, Xt)[0])
 
 
+class Attentive(torch.nn.Module):
+    """Attentive statistics pooling (Okabe et al. 2018) of (T, D) frames: a weight per frame from a
+    small tanh layer, then the weighted mean and standard deviation. ``v`` starts at zero, so the
+    weights start uniform and the statistics start as the plain mean and (biased) deviation."""
+
+    def __init__(self, dim: int = 384, hidden: int = 64) -> None:
+        super().__init__()
+        self.w = torch.nn.Linear(dim, hidden)
+        self.v = torch.nn.Linear(hidden, 1, bias=False)
+        torch.nn.init.zeros_(self.v.weight)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        a = torch.softmax(self.v(torch.tanh(self.w(h))).squeeze(-1), 0)[:, None]
+        mu = (a * h).sum(0)
+        return torch.stack([mu, ((a * h * h).sum(0) - mu * mu).clamp(min=1e-8).sqrt()])
+
+
+def attentive(data: str, out: Path, outer: str, scored: str, steps: int = 1000, batch: int = 64) -> None:
+    """The recipe's head on the frozen features, against the same head reading the last layer
+    through attentive statistics pooling (trained with it, from the head's weights and uniform
+    attention), on one inner split."""
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    clips = speech.load_all(data)
+    n = len(clips)
+    clean, view = load(out, "clean", n), load(out, "train_view", n)
+    corpus = np.array([c.corpus for c in clips])
+    y = np.array([c.label for c in clips])
+    classes = speech.corpus_classes(clips)
+    train = np.flatnonzero(~np.isin(corpus, (outer, scored)))
+    test = np.flatnonzero(corpus == scored)
+    encoder = SpeechEmbedder("whisper-tiny-en", quantized=False).model
+    top, ln = encoder.blocks[-1].eval(), encoder.ln_post.eval()
+    t0 = time.time()
+    with torch.inference_mode():  # the frozen last layer's frames, per window, once
+        last = {(k, int(i)): [ln(top(f.float()[None]))[0].half() for f in src[i].frames]
+                for k, src, idx in (("c", clean, train), ("v", view, train), ("c", clean, test)) for i in idx}
+    print(f"last layer's frames: {time.time() - t0:.0f} s", flush=True)
+
+    def stats(pool, key: tuple[str, int]) -> torch.Tensor:
+        src = clean if key[0] == "c" else view
+        per_window = torch.stack([pool(h.float()) for h in last[key]])
+        return torch.cat([src[key[1]].lower, (per_window * src[key[1]].weights[:, None, None]).sum(0)[None]])
+
+    def plain(h: torch.Tensor) -> torch.Tensor:
+        return torch.stack([h.mean(0), h.std(0)])
+
+    Xc = np.zeros((n, 5, 2, 384), np.float32)
+    Xv = np.zeros((n, 5, 2, 384), np.float32)
+    with torch.inference_mode():
+        Xc[train] = torch.stack([stats(plain, ("c", int(i))) for i in train]).numpy()
+        Xv[train] = torch.stack([stats(plain, ("v", int(i))) for i in train]).numpy()
+        Xc[test] = torch.stack([stats(plain, ("c", int(i))) for i in test]).numpy()
+    args = argparse.Namespace(weighting="class", steps=1000, seed=0, dry_run=False)
+    head = train_on(clips, Xc, Xv, train, SERHeadConfig(quantized=False), args)
+
+    def score(label: str, logits: np.ndarray) -> None:
+        probs = torch.softmax(torch.from_numpy(logits), 1).numpy()
+        ua = corpus_scores(y[test], logits.argmax(1), classes[scored])["ua"]
+        ece = calibration.confidence_report(probs, y[test], classes[scored])["ece"]
+        print(f"{label}: UA on {scored} {100 * ua:.1f}, raw ECE {ece:.3f}", flush=True)
+
+    score(f"mean and deviation (the recipe's head; {time.time() - t0:.0f} s)", head_raw(head, Xc[test])[0])
+    pool, ft = Attentive(), copy.deepcopy(head).train()
+    opt = torch.optim.AdamW([{"params": pool.parameters(), "lr": 1e-3}, {"params": ft.parameters(), "lr": 1e-4}],
+                            weight_decay=1e-2)
+    w = speech.balanced_weights([clips[i] for i in train], by="class")
+    p = torch.as_tensor(np.concatenate([w, w]), dtype=torch.float64)
+    keys = [("c", int(i)) for i in train] + [("v", int(i)) for i in train]
+    g = torch.Generator().manual_seed(0)
+    t0 = time.time()
+    for step in range(steps):
+        pick = torch.multinomial(p, batch, replacement=True, generator=g).tolist()
+        x = torch.stack([stats(pool, keys[k]) for k in pick])
+        loss = F.cross_entropy(ft.classify(ft.standardise(x)), torch.as_tensor(y[[keys[k][1] for k in pick]]))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if (step + 1) % 250 == 0:
+            print(f"step {step + 1}/{steps} loss {loss.item():.3f} ({time.time() - t0:.0f} s)", flush=True)
+    ft.eval()
+    with torch.inference_mode():
+        xt = torch.stack([stats(pool, ("c", int(i))) for i in test]).numpy()
+    score(f"attentive pooling of the last layer ({steps} steps, {time.time() - t0:.0f} s)", head_raw(ft, xt)[0])
+
+
 if __name__ == "__main__":
     phase, data, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     if phase == "frames":
         frames(data, out, int(sys.argv[4]), int(sys.argv[5]))
+    elif phase == "attentive":
+        attentive(data, out, sys.argv[4], sys.argv[5])
     else:
         probe(data, out, sys.argv[4], sys.argv[5], float(sys.argv[6]),
               float(sys.argv[7]) if len(sys.argv) > 7 else 2e-5, int(sys.argv[8]) if len(sys.argv) > 8 else 32)
