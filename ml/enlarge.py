@@ -24,9 +24,6 @@ from ml.generate import one_thread
 from ml.models.gan import IMAGE_SIZE, from_uint8, to_uint8
 from ml.models.upsampler import FaceUpsampler
 
-LEARNED_SIZE = 2 * IMAGE_SIZE  # the network's output: 96 px
-
-
 def lanczos(faces: np.ndarray, size: int) -> np.ndarray:
     """uint8 faces (N, H, W) -> (N, size, size), Lanczos (PIL)."""
     if faces.shape[-1] == size:
@@ -44,7 +41,7 @@ class Enlarger:
     @classmethod
     def from_checkpoint(cls, path: str | Path) -> tuple[Enlarger, checkpoint.Loaded]:
         loaded = checkpoint.load(path, arch="face-upsampler")
-        if loaded.model.config.scale * IMAGE_SIZE != LEARNED_SIZE:
+        if loaded.model.config.scale != 2:
             raise checkpoint.CheckpointError(f"{path}: an upsampler of scale {loaded.model.config.scale}, expected 2")
         return cls(loaded.model), loaded
 

@@ -19,7 +19,6 @@ network) and ``generated.png`` (the shipped generator's faces, Lanczos above, th
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 import cv2
@@ -28,16 +27,14 @@ from PIL import Image
 
 from ml import plots
 from ml.data import fer2013
-from ml.edit import FaceFinder, aligned_crop, luma
+from ml.edit import FaceFinder, luma
 from ml.enlarge import Enlarger, lanczos
+from ml.evaluate_editor import aligned
 from ml.generate import FaceGenerator
 from ml.labels import FER_CLASSES
 from ml.metrics import write_report
 from ml.runtime import setup_cli
 from ml.train_upsampler import reduce
-
-log = logging.getLogger(__name__)
-
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """Mean over images of the PSNR (dB) between uint8 images (N, H, W)."""
@@ -65,10 +62,10 @@ def london_crops(folder: Path, size: int) -> np.ndarray:
     """The aligned grey face crops (N, size, size) of the photos whose face is at least ``size`` px wide."""
     finder, crops = FaceFinder(), []
     for path in sorted(folder.glob("*.jpg")):
-        grey = luma(np.asarray(Image.open(path).convert("RGB")))
-        face = finder.find(grey)
+        rgb = np.asarray(Image.open(path).convert("RGB"))
+        face = finder.find(luma(rgb))
         if face is not None and face.side >= size:
-            crops.append(np.clip(aligned_crop(grey, face, size).round(), 0, 255).astype(np.uint8))
+            crops.append(aligned(rgb, face, size))
     return np.stack(crops)
 
 
