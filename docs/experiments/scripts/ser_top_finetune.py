@@ -119,16 +119,32 @@ def pooled(top: torch.nn.Module, ln: torch.nn.Module, clip: Clip) -> torch.Tenso
     return torch.cat([clip.lower, stat[None]])
 
 
+class Split:
+    """One inner split's clips and cached pieces: trained on the corpora other than ``outer`` and
+    ``scored``, scored on ``scored`` (the raw answers' UA and ECE)."""
+
+    def __init__(self, data: str, out: Path, outer: str, scored: str) -> None:
+        self.clips = speech.load_all(data)
+        n = len(self.clips)
+        self.clean, self.view = load(out, "clean", n), load(out, "train_view", n)
+        corpus = np.array([c.corpus for c in self.clips])
+        self.y = np.array([c.label for c in self.clips])
+        self.classes, self.scored = speech.corpus_classes(self.clips), scored
+        self.train = np.flatnonzero(~np.isin(corpus, (outer, scored)))
+        self.test = np.flatnonzero(corpus == scored)
+
+    def score(self, label: str, logits: np.ndarray) -> None:
+        probs = torch.softmax(torch.from_numpy(logits), 1).numpy()
+        ua = corpus_scores(self.y[self.test], logits.argmax(1), self.classes[self.scored])["ua"]
+        ece = calibration.confidence_report(probs, self.y[self.test], self.classes[self.scored])["ece"]
+        print(f"{label}: UA on {self.scored} {100 * ua:.1f}, raw ECE {ece:.3f}", flush=True)
+
+
 def probe(data: str, out: Path, outer: str, scored: str, epochs: float, lr: float, batch: int) -> None:
     torch.set_num_threads(2)
-    clips = speech.load_all(data)
+    sp = Split(data, out, outer, scored)
+    clips, clean, view, y, train, test = sp.clips, sp.clean, sp.view, sp.y, sp.train, sp.test
     n = len(clips)
-    clean, view = load(out, "clean", n), load(out, "train_view", n)
-    corpus = np.array([c.corpus for c in clips])
-    y = np.array([c.label for c in clips])
-    classes = speech.corpus_classes(clips)
-    train = np.flatnonzero(~np.isin(corpus, (outer, scored)))
-    test = np.flatnonzero(corpus == scored)
     encoder = SpeechEmbedder("whisper-tiny-en", quantized=False).model  # float weights to fine-tune
     top0, ln0 = encoder.blocks[-1], encoder.ln_post
 
@@ -146,14 +162,7 @@ def probe(data: str, out: Path, outer: str, scored: str, epochs: float, lr: floa
     args = argparse.Namespace(weighting="class", steps=1000, seed=0, dry_run=False)
     head = train_on(clips, Xc, Xv, train, SERHeadConfig(quantized=False), args)
     print(f"features and head: {time.time() - t0:.0f} s", flush=True)
-
-    def score(label: str, logits: np.ndarray) -> None:
-        probs = torch.softmax(torch.from_numpy(logits), 1).numpy()
-        ua = corpus_scores(y[test], logits.argmax(1), classes[scored])["ua"]
-        ece = calibration.confidence_report(probs, y[test], classes[scored])["ece"]
-        print(f"{label}: UA on {scored} {100 * ua:.1f}, raw ECE {ece:.3f}", flush=True)
-
-    score("linear probe (frozen block)", head_raw(head, Xc[test])[0])
+    sp.score("linear probe (frozen block)", head_raw(head, Xc[test])[0])
 
     # fine-tune block, final LayerNorm and head together
     top, ln, ft = copy.deepcopy(top0).train(), copy.deepcopy(ln0).train(), copy.deepcopy(head).train()
@@ -179,7 +188,7 @@ def probe(data: str, out: Path, outer: str, scored: str, epochs: float, lr: floa
             print(f"step {step + 1}/{steps} loss {loss.item():.3f} ({time.time() - t0:.0f} s)", flush=True)
     top.eval(), ln.eval(), ft.eval()
     Xt = features(top, ln, test, clean)
-    score(f"fine-tuned ({epochs:g} epochs, lr {lr:g}, {time.time() - t0:.0f} s)", head_raw(ft, Xt)[0])
+    sp.score(f"fine-tuned ({epochs:g} epochs, lr {lr:g}, {time.time() - t0:.0f} s)", head_raw(ft, Xt)[0])
 
 
 class Attentive(torch.nn.Module):
@@ -205,14 +214,9 @@ def attentive(data: str, out: Path, outer: str, scored: str, steps: int = 1000, 
     attention), on one inner split."""
     torch.set_num_threads(2)
     torch.manual_seed(0)
-    clips = speech.load_all(data)
+    sp = Split(data, out, outer, scored)
+    clips, clean, view, y, train, test = sp.clips, sp.clean, sp.view, sp.y, sp.train, sp.test
     n = len(clips)
-    clean, view = load(out, "clean", n), load(out, "train_view", n)
-    corpus = np.array([c.corpus for c in clips])
-    y = np.array([c.label for c in clips])
-    classes = speech.corpus_classes(clips)
-    train = np.flatnonzero(~np.isin(corpus, (outer, scored)))
-    test = np.flatnonzero(corpus == scored)
     encoder = SpeechEmbedder("whisper-tiny-en", quantized=False).model
     top, ln = encoder.blocks[-1].eval(), encoder.ln_post.eval()
     t0 = time.time()
@@ -237,14 +241,7 @@ def attentive(data: str, out: Path, outer: str, scored: str, steps: int = 1000, 
         Xc[test] = torch.stack([stats(plain, ("c", int(i))) for i in test]).numpy()
     args = argparse.Namespace(weighting="class", steps=1000, seed=0, dry_run=False)
     head = train_on(clips, Xc, Xv, train, SERHeadConfig(quantized=False), args)
-
-    def score(label: str, logits: np.ndarray) -> None:
-        probs = torch.softmax(torch.from_numpy(logits), 1).numpy()
-        ua = corpus_scores(y[test], logits.argmax(1), classes[scored])["ua"]
-        ece = calibration.confidence_report(probs, y[test], classes[scored])["ece"]
-        print(f"{label}: UA on {scored} {100 * ua:.1f}, raw ECE {ece:.3f}", flush=True)
-
-    score(f"mean and deviation (the recipe's head; {time.time() - t0:.0f} s)", head_raw(head, Xc[test])[0])
+    sp.score(f"mean and deviation (the recipe's head; {time.time() - t0:.0f} s)", head_raw(head, Xc[test])[0])
     pool, ft = Attentive(), copy.deepcopy(head).train()
     opt = torch.optim.AdamW([{"params": pool.parameters(), "lr": 1e-3}, {"params": ft.parameters(), "lr": 1e-4}],
                             weight_decay=1e-2)
@@ -265,7 +262,7 @@ def attentive(data: str, out: Path, outer: str, scored: str, steps: int = 1000, 
     ft.eval()
     with torch.inference_mode():
         xt = torch.stack([stats(pool, ("c", int(i))) for i in test]).numpy()
-    score(f"attentive pooling of the last layer ({steps} steps, {time.time() - t0:.0f} s)", head_raw(ft, xt)[0])
+    sp.score(f"attentive pooling of the last layer ({steps} steps, {time.time() - t0:.0f} s)", head_raw(ft, xt)[0])
 
 
 if __name__ == "__main__":
