@@ -13,6 +13,7 @@ pixels are the same alone and in any grid on one machine.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -53,8 +54,21 @@ class Enlarger:
 
     def enlarge(self, faces: np.ndarray, size: int) -> np.ndarray:
         """uint8 faces (N, 48, 48) -> (N, size, size) by the rule above; ``size`` at least 48."""
-        if size < IMAGE_SIZE:
-            raise ValueError(f"size {size} is below the drawn {IMAGE_SIZE} px")
-        if size == IMAGE_SIZE or self.model is None:
-            return lanczos(faces, size)
-        return lanczos(self.learned(faces), size)
+        if size == IMAGE_SIZE:
+            return faces
+        return np.stack(self.enlarge_each(faces, [size] * len(faces)))
+
+    def enlarge_each(self, faces: np.ndarray, sizes: Sequence[int]) -> list[np.ndarray]:
+        """uint8 faces (N, 48, 48), each to its own size by the rule above -> (size, size) arrays.
+        The network runs once for all the faces above 48 px (a face's pixels do not depend on
+        what else is in the pass)."""
+        if len(sizes) != len(faces):
+            raise ValueError(f"{len(faces)} faces and {len(sizes)} sizes")
+        if any(s < IMAGE_SIZE for s in sizes):
+            raise ValueError(f"size {min(sizes)} is below the drawn {IMAGE_SIZE} px")
+        out = list(faces)
+        big = [i for i, s in enumerate(sizes) if s > IMAGE_SIZE]
+        if big and self.model is not None:
+            for i, face in zip(big, self.learned(faces[big]), strict=True):
+                out[i] = face
+        return [lanczos(face[None], size)[0] for face, size in zip(out, sizes, strict=True)]

@@ -205,10 +205,16 @@ def encode_png(enlarger: Enlarger, faces: np.ndarray, size: int) -> bytes:
     Each face is enlarged to ``size`` pixels by ``ml.enlarge``'s rule (the learned 2x, then
     Lanczos). Deterministic: the same pixels give the same bytes, alone or in a grid.
     """
+    return grid_png(enlarger.enlarge(faces, size))
+
+
+def grid_png(faces: np.ndarray | list[np.ndarray]) -> bytes:
+    """(N, size, size) uint8 faces, already at their size -> PNG bytes of a near-square grid."""
     cols = math.ceil(math.sqrt(len(faces)))
     rows = math.ceil(len(faces) / cols)
+    size = faces[0].shape[-1]
     canvas = Image.new("L", (cols * size, rows * size), 0)
-    for i, face in enumerate(enlarger.enlarge(faces, size)):
+    for i, face in enumerate(faces):
         canvas.paste(Image.fromarray(face, mode="L"), ((i % cols) * size, (i // cols) * size))
     buf = io.BytesIO()
     canvas.save(buf, format="PNG", optimize=False)
@@ -234,7 +240,12 @@ def render_items(generator, enlarger: Enlarger,
     the raw (48, 48) face, for grids that are assembled from several items.
     """
     faces = generator.render([c for c, _, _ in items], [s for _, s, _ in items])
-    return [face if size is None else encode_png(enlarger, face[None], size) for face, (_, _, size) in zip(faces, items, strict=True)]
+    sized = [i for i, (_, _, size) in enumerate(items) if size is not None]
+    out: list[np.ndarray | bytes] = list(faces)
+    if sized:  # one upsampler pass for every face of the batch that is asked above 48 px
+        for i, face in zip(sized, enlarger.enlarge_each(faces[sized], [items[i][2] for i in sized]), strict=True):
+            out[i] = grid_png([face])
+    return out
 
 
 def timed(fn: Callable[[], R]) -> tuple[R, float]:

@@ -54,6 +54,24 @@ def test_a_face_is_the_same_alone_and_in_any_batch(shipped, faces):
     assert np.array_equal(shipped.learned(faces[5:9]), together[5:9])  # the caller's threads do not matter
 
 
+def test_each_face_to_its_own_size_in_one_pass(shipped, faces):
+    """A batch of faces asked at different sizes: each as ``enlarge`` gives it alone, and the
+    network runs once for all those above 48 px."""
+    passes = []
+    counting = Enlarger(shipped.model)
+    counting.learned = lambda f: passes.append(len(f)) or shipped.learned(f)
+    sizes = [48, 96, 64, 200, 48, 96]
+    got = counting.enlarge_each(faces[:6], sizes)
+    assert passes == [4]
+    for face, size, g in zip(faces[:6], sizes, got, strict=True):
+        assert g.shape == (size, size) and np.array_equal(g, shipped.enlarge(face[None], size)[0])
+    assert np.array_equal(counting.enlarge_each(faces[:2], [48, 48])[1], faces[1]) and passes == [4]  # no pass
+    with pytest.raises(ValueError, match="sizes"):
+        shipped.enlarge_each(faces[:2], [96])
+    with pytest.raises(ValueError, match="below"):
+        shipped.enlarge_each(faces[:2], [96, 40])
+
+
 def test_the_shipped_upsampler_restores_detail_lanczos_cannot(shipped, faces):
     """At the scale it learnt (24 -> 48 px), on the shipped generator's faces, which it never saw:
     closer to the 48 px face than Lanczos by at least 1 dB (its card: about 2 dB on real faces)."""

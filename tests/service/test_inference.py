@@ -193,3 +193,25 @@ def test_the_app_stopping_ends_every_worker_thread_it_started(tiny_weights):
     for t in started:
         t.join(timeout=5)
     assert not [t.name for t in started if t.is_alive()]
+
+
+def test_a_generator_batch_of_mixed_sizes_gives_each_request_its_own_png(tiny_weights):
+    """``render_items``: faces asked with a size come back as the PNG ``encode_png`` makes of that
+    face alone (one upsampler pass for the batch changes no pixel); those without, as raw faces."""
+    import numpy as np
+
+    from ml.enlarge import Enlarger
+    from ml.generate import FaceGenerator
+    from service.inference import encode_png, render_items
+    from tests.conftest import ROOT
+
+    generator = FaceGenerator.from_checkpoint(tiny_weights[1])[0]
+    enlarger = Enlarger.from_checkpoint(ROOT / "weights" / "upsampler.pt")[0]
+    items = [(3, 1, 48), (3, 2, None), (5, 3, 96), (0, 4, 200), (1, 5, None), (6, 6, 64)]
+    got = render_items(generator, enlarger, items)
+    faces = generator.render([c for c, _, _ in items], [s for _, s, _ in items])
+    for out, face, (_, _, size) in zip(got, faces, items, strict=True):
+        if size is None:
+            assert isinstance(out, np.ndarray) and np.array_equal(out, face)
+        else:
+            assert out == encode_png(enlarger, face[None], size)
