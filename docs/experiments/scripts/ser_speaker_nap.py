@@ -58,16 +58,19 @@ def rows(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a)).flatten(1).double()
 
 
+def speaker_means(z: torch.Tensor, speakers: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
+    """The speakers (S,) and their means (S, F) of ``z``, each the mean of its per-class means (so a
+    speaker's mean does not lean toward its commonest class)."""
+    names = np.unique(speakers)
+    return names, torch.stack([torch.stack([z[(speakers == s) & (labels == k)].mean(0)
+                                            for k in np.unique(labels[speakers == s])]).mean(0) for s in names])
+
+
 def speaker_directions(z: torch.Tensor, speakers: np.ndarray, labels: np.ndarray, rank: int) -> torch.Tensor:
     """(F, rank) orthonormal: the top principal directions of the speakers' class-balanced means."""
-    means = []
-    for s in np.unique(speakers):
-        mine = speakers == s
-        means.append(torch.stack([z[mine & (labels == k)].mean(0) for k in np.unique(labels[mine])]).mean(0))
-    M = torch.stack(means)
+    M = speaker_means(z, speakers, labels)[1]
     M = M - M.mean(0)
-    rank = min(rank, len(M) - 1)
-    return torch.linalg.svd(M, full_matrices=False)[2][:rank].T
+    return torch.linalg.svd(M, full_matrices=False)[2][:min(rank, len(M) - 1)].T
 
 
 def voice_prints(clips) -> np.ndarray:
@@ -76,61 +79,56 @@ def voice_prints(clips) -> np.ndarray:
     return cached_embeddings([c.path for c in clips], voice, Path("runs/voice_cache")).astype(np.float64)
 
 
-def voice_head(clips, X, V, train, test) -> tuple[np.ndarray, np.ndarray]:
-    """The recipe's head on features less their speaker's mean as predicted from the clip's voice print."""
-    y = np.array([c.label for c in clips])
-    speakers = np.array([c.speaker for c in clips])
+def transformed_head(fit):
+    """The recipe's head on features standardised with the training set's statistics and then moved
+    by ``fit(z, train, clips)``, which sees the training clips' standardised features ``z`` and
+    returns the move ``(z, idx) -> z'`` applied alike to training clips, views and scored clips."""
+    def head_logits(clips, X, V, train, test) -> tuple[np.ndarray, np.ndarray]:
+        y = np.array([c.label for c in clips])
+        x = torch.cat([rows(X[train]), rows(V[train])])
+        mean, std = x.mean(0), x.std(0).clamp(min=1e-4)
+        move = fit((rows(X[train]) - mean) / std, train, clips)
+
+        def features(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
+            return move((rows(a) - mean) / std, idx).float().numpy().reshape(len(idx), 1, 2, -1)  # fit_head flattens it
+
+        w = speech.balanced_weights([clips[i] for i in train], by="class")
+        config = SERHeadConfig(encoder="whisper-tiny-en", layers=1, width=x.shape[1] // 2)
+        head = fit_head(np.concatenate([features(X[train], train), features(V[train], train)]),
+                        np.concatenate([y[train], y[train]]), np.concatenate([w, w]), config)
+        return head_raw(head, features(X[test], test))
+    return head_logits
+
+
+def projection(rank: int):
+    """``spk8``, ``spk16``: the speakers' top ``rank`` directions projected out."""
+    def fit(z: torch.Tensor, train: np.ndarray, clips):
+        speakers = np.array([clips[i].speaker for i in train])
+        u = speaker_directions(z, speakers, np.array([clips[i].label for i in train]), rank)
+        print(f"{len(np.unique(speakers))} speakers, {u.shape[1]} directions out", flush=True)
+        return lambda z, idx: z - (z @ u) @ u.T
+    return fit
+
+
+def voice_shift(z: torch.Tensor, train: np.ndarray, clips):
+    """``voice16``: each clip less its speaker's mean as predicted from the clip's voice print."""
+    speakers = np.array([clips[i].speaker for i in train])
+    names, M = speaker_means(z, speakers, np.array([clips[i].label for i in train]))
+    target = M[np.searchsorted(names, speakers)]
     G = voice_prints(clips)
-    x = torch.cat([rows(X[train]), rows(V[train])])
-    mean, std = x.mean(0), x.std(0).clamp(min=1e-4)
-    z = (rows(X[train]) - mean) / std
-    target = torch.empty_like(z)
-    for s in np.unique(speakers[train]):
-        mine = speakers[train] == s
-        lab = y[train][mine]
-        target[mine] = torch.stack([z[mine][lab == k].mean(0) for k in np.unique(lab)]).mean(0)
-    center, spread = fit_map(G[train], speakers[train], VOICE_DIMS, VOICE_DIMS)
+    center, spread = fit_map(G[train], speakers, VOICE_DIMS, VOICE_DIMS)
 
     def inputs(idx: np.ndarray) -> torch.Tensor:
         h = torch.from_numpy((G[idx] - center) @ spread.T.astype(np.float64))
         return torch.cat([torch.ones(len(idx), 1, dtype=torch.float64), h], 1)
     B = torch.linalg.lstsq(inputs(train), target).solution  # E[speaker mean | the clip's voice print]
-
-    def shift(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        return ((rows(a) - mean) / std - inputs(idx) @ B).float().numpy().reshape(len(idx), 1, 2, -1)
-
-    w = speech.balanced_weights([clips[i] for i in train], by="class")
-    config = SERHeadConfig(encoder="whisper-tiny-en", layers=1, width=x.shape[1] // 2)
-    head = fit_head(np.concatenate([shift(X[train], train), shift(V[train], train)]),
-                    np.concatenate([y[train], y[train]]), np.concatenate([w, w]), config)
-    return head_raw(head, shift(X[test], test))
+    return lambda z, idx: z - inputs(idx) @ B
 
 
 def head_for(candidate: str):
     if candidate == "recipe":
         return recipe_head
-    if candidate == "voice16":
-        return voice_head
-    rank = RANKS[candidate]
-
-    def head_logits(clips, X, V, train, test) -> tuple[np.ndarray, np.ndarray]:
-        y = np.array([c.label for c in clips])
-        speakers = np.array([c.speaker for c in clips])
-        x = torch.cat([rows(X[train]), rows(V[train])])
-        mean, std = x.mean(0), x.std(0).clamp(min=1e-4)
-        u = speaker_directions((rows(X[train]) - mean) / std, speakers[train], y[train], rank)
-
-        def project(a: np.ndarray) -> np.ndarray:
-            z = (rows(a) - mean) / std
-            return (z - (z @ u) @ u.T).float().numpy().reshape(len(z), 1, 2, -1)  # fit_head flattens it again
-
-        w = speech.balanced_weights([clips[i] for i in train], by="class")
-        config = SERHeadConfig(encoder="whisper-tiny-en", layers=1, width=x.shape[1] // 2)
-        head = fit_head(np.concatenate([project(X[train]), project(V[train])]), np.concatenate([y[train], y[train]]),
-                        np.concatenate([w, w]), config)
-        print(f"{len(np.unique(speakers[train]))} speakers, {u.shape[1]} directions out", flush=True)
-        return head_raw(head, project(X[test]))
-    return head_logits
+    return transformed_head(voice_shift if candidate == "voice16" else projection(RANKS[candidate]))
 
 
 def shares(outer: dict) -> str:
@@ -139,7 +137,8 @@ def shares(outer: dict) -> str:
 
 
 def report(data: str, out: Path, loco: bool) -> None:
-    candidates = {cand: load_heads(out / cand) for cand in ["recipe", *RANKS, "voice16"] if len(list((out / cand).glob("*.npz"))) == len(jobs())}
+    candidates = {cand: load_heads(out / cand) for cand in ["recipe", *RANKS, "voice16"]
+                  if len(list((out / cand).glob("*.npz"))) == len(jobs())}
     print_candidates(candidates, speech.load_all(data), loco)
     if loco:
         for cand, (outer, _) in candidates.items():
