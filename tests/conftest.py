@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_AUDIO = ROOT / "tests" / "fixtures" / "audio"
 SHIPPED_SER = ROOT / "weights" / "ser.pt"
 SHIPPED_GENERATOR = ROOT / "weights" / "generator.pt"
+SHIPPED_UPSAMPLER = ROOT / "weights" / "upsampler.pt"
 DATA = Path(os.environ.get("EMOFACE_DATA", ROOT.parent / "shared" / "data"))
 PROBLEM = "application/problem+json"
 #: What the ``data`` marker needs: each corpus the data tests read, by the file that proves it is there.

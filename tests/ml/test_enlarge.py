@@ -12,9 +12,7 @@ from ml.generate import FaceGenerator
 from ml.models.gan import from_uint8, to_uint8
 from ml.models.upsampler import FaceUpsampler
 from ml.train_upsampler import reduce
-from tests.conftest import ROOT, SHIPPED_GENERATOR
-
-SHIPPED_UPSAMPLER = ROOT / "weights" / "upsampler.pt"
+from tests.conftest import SHIPPED_GENERATOR, SHIPPED_UPSAMPLER
 
 
 @pytest.fixture(scope="module")

@@ -203,10 +203,10 @@ def test_a_generator_batch_of_mixed_sizes_gives_each_request_its_own_png(tiny_we
     from ml.enlarge import Enlarger
     from ml.generate import FaceGenerator
     from service.inference import encode_png, render_items
-    from tests.conftest import ROOT
+    from tests.conftest import SHIPPED_UPSAMPLER
 
     generator = FaceGenerator.from_checkpoint(tiny_weights[1])[0]
-    enlarger = Enlarger.from_checkpoint(ROOT / "weights" / "upsampler.pt")[0]
+    enlarger = Enlarger.from_checkpoint(SHIPPED_UPSAMPLER)[0]
     items = [(3, 1, 48), (3, 2, None), (5, 3, 96), (0, 4, 200), (1, 5, None), (6, 6, 64)]
     got = render_items(generator, enlarger, items)
     faces = generator.render([c for c, _, _ in items], [s for _, s, _ in items])

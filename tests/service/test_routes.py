@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from ml.labels import EMOTIONS
-from tests.conftest import ROOT, assert_problem, fixture_clips, make_client, speechlike, wait_ready, wav_bytes
+from tests.conftest import SHIPPED_UPSAMPLER, assert_problem, fixture_clips, make_client, speechlike, wait_ready, wav_bytes
 
 def clip_bytes(emotion: str = "happy") -> bytes:
     return fixture_clips()[emotion].read_bytes()
@@ -239,7 +239,7 @@ def test_generate_enlarges_with_the_upsampler(client, tiny_weights):
     from ml.labels import fer_index
 
     face = FaceGenerator.from_checkpoint(tiny_weights[1])[0].render([fer_index("happy")], [5])
-    enlarger = Enlarger.from_checkpoint(ROOT / "weights" / "upsampler.pt")[0]
+    enlarger = Enlarger.from_checkpoint(SHIPPED_UPSAMPLER)[0]
     for size in (64, 96, 200):
         got = np.array(png(client.get(f"/generate?emotion=happy&seed=5&size={size}").content))
         assert np.array_equal(got, enlarger.enlarge(face, size)[0])
