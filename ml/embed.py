@@ -65,18 +65,31 @@ class SpeechEmbedder:
 
     @torch.inference_mode()
     def embed(self, wave: np.ndarray | torch.Tensor) -> np.ndarray:
-        w = audio.trim_silence(torch.as_tensor(wave, dtype=torch.float32).to(self.device))
-        w = w * (audio.LEVEL_RMS / w.pow(2).mean().sqrt().clamp(min=1e-8))
-        windows = audio.split_windows(w, WINDOW_S)
-        stats, weights = [], []
-        for piece in windows:
-            states = self.model(audio.whisper_log_mel(piece, self.band_limit_hz))  # (L+1, T', D)
-            stats.append(torch.stack([states.mean(1), states.std(1)], dim=1))  # (L+1, 2, D)
-            weights.append(piece.shape[-1])
-        if len(stats) == 1:
-            return stats[0].cpu().numpy()
-        wts = torch.tensor(weights, dtype=torch.float32, device=self.device)
-        return (torch.stack(stats) * (wts / wts.sum())[:, None, None, None]).sum(0).cpu().numpy()
+        wave = torch.as_tensor(wave, dtype=torch.float32).to(self.device)
+        return pooled_statistics(self.model, *front_end(wave, self.band_limit_hz)).cpu().numpy()
+
+
+def front_end(wave: torch.Tensor, band_limit_hz: float | None = None) -> tuple[list[torch.Tensor], list[int]]:
+    """A decoded (T,) clip -> the log-mel of each :data:`WINDOW_S` window and its length in samples:
+    silence trimmed, the level set to ``audio.LEVEL_RMS``, Whisper's log-mel per window."""
+    w = audio.trim_silence(wave)
+    w = w * (audio.LEVEL_RMS / w.pow(2).mean().sqrt().clamp(min=1e-8))
+    windows = audio.split_windows(w, WINDOW_S)
+    return [audio.whisper_log_mel(piece, band_limit_hz) for piece in windows], [piece.shape[-1] for piece in windows]
+
+
+def pooled_statistics(model: torch.nn.Module, mels: list[torch.Tensor], lengths: list[int]) -> torch.Tensor:
+    """(L+1, 2, D): every hidden state's mean and standard deviation over frames, per window, then
+    averaged over the windows weighted by their length. Differentiable: a fine-tuning probe runs
+    the served path (``docs/experiments/scripts/ser_encoder_finetune.py``)."""
+    stats = []
+    for mel in mels:
+        states = model(mel)  # (L+1, T', D)
+        stats.append(torch.stack([states.mean(1), states.std(1)], dim=1))  # (L+1, 2, D)
+    if len(stats) == 1:
+        return stats[0]
+    wts = torch.tensor(lengths, dtype=torch.float32, device=stats[0].device)
+    return (torch.stack(stats) * (wts / wts.sum())[:, None, None, None]).sum(0)
 
 
 def cached_embeddings(paths: list[Path], embedder: SpeechEmbedder, cache: Path, *, every: int = 500,
