@@ -39,7 +39,7 @@ from torch.nn import functional as F
 from ml import audio, calibration
 from ml.augment import random_view
 from ml.data import speech
-from ml.embed import WINDOW_S, SpeechEmbedder
+from ml.embed import SpeechEmbedder, front_end
 from ml.metrics import corpus_scores
 from ml.models.ser import SERHeadConfig
 from ml.ser_head import head_raw, train_on
@@ -66,15 +66,13 @@ def frames(data: str, out: Path, shard: int, shards: int) -> None:
                 wave = audio.decode(clips[i].path).samples
                 if kind == "train_view":
                     wave = random_view(wave, seed=i)
-                w = audio.trim_silence(torch.from_numpy(wave))
-                w = w * (audio.LEVEL_RMS / w.pow(2).mean().sqrt().clamp(min=1e-8))
-                stats, lengths = [], []
+                mels, lengths = front_end(torch.from_numpy(wave))
+                stats = []
                 with torch.inference_mode():
-                    for piece in audio.split_windows(w, WINDOW_S):
-                        s = embedder.model(audio.whisper_log_mel(piece))  # (L+1, T, D)
+                    for mel in mels:
+                        s = embedder.model(mel)  # (L+1, T, D)
                         stats.append(torch.stack([s[:-1].mean(1), s[:-1].std(1)], 1))  # (L, 2, D)
                         states.append(s[-2].half().numpy())  # the last block's input
-                        lengths.append(piece.shape[-1])
                 wts = torch.tensor(lengths, dtype=torch.float32)
                 lower.append((torch.stack(stats) * (wts / wts.sum())[:, None, None, None]).sum(0).numpy())
                 windows.append(lengths)
