@@ -46,7 +46,9 @@ from ml.ser_head import head_raw, train_on
 
 
 class Mels:
-    """Each clip's windows as log-mel, clean or as its training view, computed once and kept (float16)."""
+    """Each clip's windows as log-mel, clean or as its training view, computed once and kept in
+    float16 to bound memory: the linear probe and the fine-tuning both hear the served log-mel
+    rounded to float16, which the service does not do."""
 
     def __init__(self, clips: list[speech.SpeechClip]) -> None:
         self.clips, self.memo = clips, {}
